@@ -460,11 +460,11 @@ def resolve_file(
     sources: list[tuple[str, str]] = []  # (kind, location)
     mirror = _mirror()
     if mirror is not None:
-        kind, where = mirror
-        if kind == "local":
-            sources.append(("local", str(Path(where) / file.name)))
+        mirror_kind, mirror_where = mirror
+        if mirror_kind == "local":
+            sources.append(("local", str(Path(mirror_where) / file.name)))
         else:
-            sources.append(("url", _mirror_url(where, file)))
+            sources.append(("url", _mirror_url(mirror_where, file)))
     sources.extend(("url", url) for url in file.urls)
 
     for kind, where in sources:
