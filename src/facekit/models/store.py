@@ -492,10 +492,11 @@ def resolve_file(
         except Exception as exc:  # any network/HTTP/disk problem: try the next source
             tried.append(f"{where}: {_describe(exc)}")
 
-    models = ", ".join(_models_using(file)) or "?"
+    owners = _models_using(file)
+    models = ("models " if len(owners) > 1 else "model ") + (", ".join(owners) or "?")
     hint = (
-        f"download it elsewhere and run `facekit models import FILE --name {_models_using(file)[0]}`"
-        if _models_using(file)
+        f"download it elsewhere and run `facekit models import FILE --name {owners[0]}`"
+        if owners
         else "download it elsewhere and run `facekit models import FILE`"
     ) + f", or set {ENV_MIRROR} to a folder or URL that holds {file.name}"
     if file.package and _package_path(file) is None:
@@ -506,16 +507,19 @@ def resolve_file(
         tried.append("no mirror or download URL is known for this file")
     if file.package:
         tried.insert(0, f"package {file.package}: not installed or file invalid")
-    tried.insert(0, f"{dest}: not present or invalid")
+    tried.insert(0, f"{dest}: " + ("skipped (force)" if force else "not present or invalid"))
     detail = "; ".join(tried)
     if checksum_failed:
-        raise ChecksumError(f"{file.name} (model {models}) failed verification: {detail}")
+        raise ChecksumError(
+            f"{file.name} ({models}) failed verification, nothing was installed; {hint}. "
+            f"Tried: {detail}"
+        )
     if skipped_offline:
         raise OfflineError(
-            f"{file.name} (model {models}) is not installed and offline mode forbids downloading "
-            f"it; {hint}. Tried: {detail}"
+            f"{file.name} ({models}) is not installed and offline mode forbids downloading it; "
+            f"{hint}. Tried: {detail}"
         )
-    raise ModelError(f"cannot provide {file.name} (model {models}); {hint}. Tried: {detail}")
+    raise ModelError(f"cannot provide {file.name} ({models}); {hint}. Tried: {detail}")
 
 
 def _place_for_deepface(path: Path, file: ModelFile) -> Path | None:
