@@ -1,0 +1,142 @@
+"""Glue shared by several commands: building the pipeline config and running ``embed``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from ..errors import UsageError
+from ..render import Format, Renderer
+from .common import resolve_format, track, warn_line
+
+
+def build_config(models: str | None, *, weights: tuple[float, ...] | None = None, detector: str | None = None,
+                 upsample: int = 0, max_side: int = 1600, min_face: int = 0, flip: bool | None = None,
+                 offline: bool = False) -> Any:
+    """A :class:`~facekit.pipeline.PipelineConfig` from command-line options."""
+    from ..detect import DEFAULT_DETECTOR
+    from ..embed import DEFAULT_MODELS
+    from ..models.registry import parse_model_list
+    from ..pipeline import PipelineConfig
+
+    names = tuple(parse_model_list(models, kind="recognizer")) if models else DEFAULT_MODELS
+    if detector:
+        parse_model_list(detector, kind="detector")
+    if weights is not None and len(weights) != len(names):
+        raise UsageError(f"--weights has {len(weights)} values for {len(names)} models ({', '.join(names)})")
+    return PipelineConfig(detector=detector or DEFAULT_DETECTOR, models=names, weights=weights,
+                          max_side=max_side, upsample=upsample, min_face=min_face, flip=flip,
+                          offline=True if offline else None)
+
+
+def expand_inputs(paths: list[str], stdin: IO[str] | None = None) -> list[str]:
+    """Files, folders (recursive, image extensions) and ``-`` (paths on stdin) -> file list."""
+    from ..imageio import iter_image_paths
+
+    if "-" in paths and stdin is not None and stdin is not sys.stdin:
+        lines = [ln.strip() for ln in stdin.read().splitlines() if ln.strip()]
+        paths = [q for p in paths for q in (lines if p == "-" else [p])]
+    return list(iter_image_paths(paths))
+
+
+@dataclass
+class Summary:
+    """Counts shown at the end of a batch, and the exit code they imply."""
+
+    files: int = 0
+    faces: int = 0
+    no_face: int = 0
+    errors: int = 0
+    skipped: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+    def add(self, result: Any, reused: bool = False) -> None:
+        self.files += 1
+        if result.error:
+            self.errors += 1
+            return
+        self.faces += len(result.faces)
+        self.no_face += len(result.faces) == 0
+        self.skipped += reused
+
+    def line(self) -> str:
+        parts = [f"{self.files} files", f"{self.faces} faces", f"{self.no_face} without a face",
+                 f"{self.errors} errors"]
+        if self.skipped:
+            parts.append(f"{self.skipped} unchanged (skipped)")
+        parts += [f"{v} {k}" for k, v in self.extra.items()]
+        return "done: " + ", ".join(parts)
+
+    @property
+    def exit_code(self) -> int:
+        if self.errors:
+            return 3
+        return 0 if self.faces else 1
+
+
+EMBED_TABLE_COLUMNS = ["source", "face", "x", "y", "w", "h", "det_score", "face_size"]
+
+
+def embed_inputs(paths: list[str], config: Any, *, output: Path | None, fmt: Format | None, sidecar: bool,
+                 force: bool, workers: int | None, quiet: bool, progress: Any, stdin: IO[str] | None) -> Summary:
+    """Run ``facekit embed``: returns the summary; writes table / sidecars / stdout records."""
+    from ..facetable import FaceTable, face_rows, record_for, write_atomic
+    from ..pipeline import embed_incremental
+
+    files = expand_inputs(paths, stdin)
+    previous = None
+    if output is not None and output.exists() and not force:
+        previous = FaceTable.read(output)
+        want = _models_meta(config)
+        if {k: previous.models.get(k) for k in want} != want:
+            warn_line(f"{output}: written with other models or detector; re-embedding everything")
+            previous = None
+    renderer = Renderer(resolve_format(fmt), columns=EMBED_TABLE_COLUMNS + ["dims"], title="faces") \
+        if (fmt is not None or (output is None and not sidecar)) else None
+    summary = Summary()
+    results = []
+    stream = embed_incremental(config, files, previous, force=force, workers=workers, progress=progress)
+    for result, reused in track(stream, len(files), "embedding", quiet):
+        summary.add(result, reused)
+        if result.error and not quiet:
+            warn_line(result.error)
+        if output is not None:
+            results.append(result)
+        if sidecar and not result.error:
+            rec = record_for(result)
+            write_atomic(Path(result.source + ".faces.json"),
+                         lambda tmp, rec=rec: Path(tmp).write_text(json.dumps(_plain(rec)) + "\n"))
+        if renderer is not None:
+            rows = face_rows(result, with_embeddings=renderer.fmt is Format.csv)
+            for r in rows:
+                r.pop("landmarks", None) if renderer.fmt is Format.table else None
+                r["dims"] = ",".join(f"{m}:{v.shape[1]}" for m, v in result.embeddings.vectors.items())
+            renderer.add(record_for(result), rows)
+    if renderer is not None:
+        renderer.close()
+    if output is not None:
+        table = FaceTable.from_results(results, _models_meta(config))
+        if previous is not None:
+            old_sources = set(previous.files) - set(table.files)
+            keep = FaceTable(previous.frame[previous.frame.source.isin(old_sources)],
+                             {k: v for k, v in previous.files.items() if k in old_sources}, previous.models)
+            table = keep.merged_with(table, ())
+        table.write(output)
+    return summary
+
+
+def _models_meta(config: Any) -> dict[str, str]:
+    from ..models.runtime import fingerprint
+
+    meta = {m: fingerprint(m) for m in config.models}
+    meta["detector"] = f"{config.detector}:{fingerprint(config.detector)}:up{config.upsample}:max{config.max_side}"
+    return meta
+
+
+def _plain(rec: dict[str, Any]) -> Any:
+    from ..render import to_jsonable
+
+    return to_jsonable(rec)

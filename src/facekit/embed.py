@@ -1,0 +1,307 @@
+"""Face embedding: aligned crops -> L2-normalised ``float32`` vectors.
+
+An :class:`Embedder` wraps one recogniser: it aligns faces to its own template and returns
+``(n, dim)`` embeddings. Each face is embedded together with its mirror image and the two
+are averaged when the model's ``flip`` is on (the Stashface technique); an :class:`Ensemble`
+is just another embedder made of several, with weights used later when distances are fused.
+
+Embedders are created by :func:`get_embedder`, which loads each model once per process.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .align import align_crops
+from .errors import ModelError
+from .types import Embeddings, Faces
+
+__all__ = ["Embedder", "Ensemble", "get_embedder", "get_ensemble", "RECOGNIZERS", "DEFAULT_MODELS", "l2_normalise"]
+
+DEFAULT_MODELS = ("dlib",)
+
+
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+    """Rows of ``x`` scaled to unit length (``float32``); zero rows stay zero."""
+    x = np.asarray(x, np.float32)
+    n = np.linalg.norm(x, axis=-1, keepdims=True)
+    return np.divide(x, n, out=np.zeros_like(x), where=n > 0)
+
+
+class Embedder(ABC):
+    """One face recogniser.
+
+    Attributes:
+        model_id: registry name (``dlib``, ``mobilefacenet``...).
+        dim: embedding size.
+        batch_size: faces per inference call.
+        flip: average each face's embedding with that of its mirror image.
+        fingerprint: short hash of the weights (see :func:`facekit.models.runtime.fingerprint`).
+    """
+
+    model_id: str = ""
+    dim: int = 0
+    batch_size: int = 32
+    flip: bool = True
+    fingerprint: str = ""
+
+    @abstractmethod
+    def crops(self, rgb: np.ndarray, faces: Faces) -> np.ndarray:
+        """Aligned crops ``(n, h, w, 3) uint8`` in this model's template."""
+
+    @abstractmethod
+    def embed_batch(self, crops: np.ndarray) -> np.ndarray:
+        """Raw embeddings ``(n, dim)`` of aligned crops (not yet normalised)."""
+
+    def embed(self, rgb: np.ndarray, faces: Faces) -> np.ndarray:
+        """Embeddings of ``faces`` in ``rgb``.
+
+        Args:
+            rgb: ``(H, W, 3) uint8`` image that ``faces`` were detected in.
+            faces: detections with boxes and landmarks in ``rgb``'s pixels.
+
+        Returns:
+            ``(n, dim) float32`` L2-normalised embeddings.
+        """
+        if len(faces) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        crops = self.crops(rgb, faces)
+        return self.embed_crops(crops)
+
+    def embed_crops(self, crops: np.ndarray) -> np.ndarray:
+        """Embeddings of already-aligned crops, with mirror averaging when ``flip`` is on."""
+        out = []
+        for start in range(0, len(crops), self.batch_size):
+            batch = crops[start : start + self.batch_size]
+            vec = l2_normalise(self.embed_batch(batch))
+            if self.flip:
+                vec = l2_normalise(vec + l2_normalise(self.embed_batch(np.ascontiguousarray(batch[:, :, ::-1]))))
+            out.append(vec)
+        return np.concatenate(out).astype(np.float32) if out else np.zeros((0, self.dim), np.float32)
+
+
+class DlibEmbedder(Embedder):
+    """dlib's ResNet face descriptor (128-d, trained on ~3 million faces; Boost/CC0 licensed).
+
+    Faces are aligned with dlib's own 5-point shape predictor and ``get_face_chip`` (150 px,
+    padding 0.25), exactly as the model was trained. The dlib-bin wheel has no BLAS, so each
+    face costs ~75 ms: mirror averaging (2x the cost) is off by default for this model; see
+    docs/accuracy.md for the measurement behind that choice.
+    """
+
+    model_id = "dlib"
+    dim = 128
+    batch_size = 16
+    flip = False
+
+    def __init__(self, files: dict[str, Any], flip: bool | None = None):
+        import dlib
+
+        self._dlib = dlib
+        self.model = dlib.face_recognition_model_v1(str(files["dlib_face_recognition_resnet_model_v1.dat"]))
+        self.shape_predictor = dlib.shape_predictor(str(files["shape_predictor_5_face_landmarks.dat"]))
+        if flip is not None:
+            self.flip = flip
+
+    def crops(self, rgb: np.ndarray, faces: Faces) -> np.ndarray:
+        dlib = self._dlib
+        rgb = np.ascontiguousarray(rgb)
+        shapes = faces.data.get("dlib_shape5")
+        chips = []
+        for i, (x1, y1, x2, y2) in enumerate(faces.xyxy):
+            rect = dlib.rectangle(int(x1), int(y1), int(x2) - 1, int(y2) - 1)
+            if shapes is not None:
+                shape = dlib.full_object_detection(rect, [dlib.point(int(round(x)), int(round(y))) for x, y in shapes[i]])
+            else:
+                shape = self.shape_predictor(rgb, rect)
+            chips.append(dlib.get_face_chip(rgb, shape, size=150, padding=0.25))
+        return np.stack(chips)
+
+    def embed_batch(self, crops: np.ndarray) -> np.ndarray:
+        chips = [np.ascontiguousarray(c) for c in crops]
+        return np.array(self.model.compute_face_descriptor(chips), np.float32).reshape(len(chips), self.dim)
+
+
+class OnnxArcFaceStyleEmbedder(Embedder):
+    """An ONNX recogniser on ArcFace-template crops (MobileFaceNet): RGB, NCHW, (x-127.5)/128."""
+
+    size = 112
+
+    def __init__(self, model_id: str, path: Any, dim: int, flip: bool | None = None):
+        from .models.runtime import onnx_session
+
+        self.model_id = model_id
+        self.dim = dim
+        self.session = onnx_session(path)
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        # foamliu's MobileFaceNet export has a fixed batch of 1: feed it one face at a time.
+        self.fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
+        if flip is not None:
+            self.flip = flip
+
+    def crops(self, rgb: np.ndarray, faces: Faces) -> np.ndarray:
+        return align_crops(rgb, faces.landmarks, self.size)
+
+    def embed_batch(self, crops: np.ndarray) -> np.ndarray:
+        x = (crops.astype(np.float32) - 127.5) / 128.0
+        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        if self.fixed_batch == 1:
+            return np.concatenate([self.session.run(None, {self.input_name: x[i : i + 1]})[0] for i in range(len(x))])
+        return self.session.run(None, {self.input_name: x})[0]
+
+
+class SFaceEmbedder(Embedder):
+    """OpenCV Zoo's SFace through ``cv2.FaceRecognizerSF`` (128-d, Apache-2.0)."""
+
+    model_id = "sface"
+    dim = 128
+    batch_size = 1
+
+    def __init__(self, files: dict[str, Any], flip: bool | None = None):
+        import cv2
+
+        self.model = cv2.FaceRecognizerSF.create(str(next(iter(files.values()))), "")
+        self._lock = threading.Lock()
+        if flip is not None:
+            self.flip = flip
+
+    def crops(self, rgb: np.ndarray, faces: Faces) -> np.ndarray:
+        return align_crops(rgb, faces.landmarks, 112)
+
+    def embed_batch(self, crops: np.ndarray) -> np.ndarray:
+        with self._lock:
+            return np.concatenate(
+                [np.asarray(self.model.feature(np.ascontiguousarray(c[:, :, ::-1]))).reshape(1, -1) for c in crops]
+            )
+
+
+class DeepFaceEmbedder(Embedder):
+    """A DeepFace recogniser (Facenet512, ArcFace) run through ``DeepFace.build_model().forward``.
+
+    facekit aligns the crop itself (ArcFace template at the model's input size) and applies
+    DeepFace's default preprocessing: BGR, values scaled to [0, 1] ("base" normalisation),
+    which is what ``DeepFace.represent`` does with its defaults. Weight files are installed by
+    facekit's verified store into ``$DEEPFACE_HOME/.deepface/weights`` first, so DeepFace never
+    downloads anything itself.
+    """
+
+    def __init__(self, model_id: str, deepface_name: str, dim: int, flip: bool | None = None):
+        from .models.store import configure_deepface_env
+
+        configure_deepface_env()
+        try:
+            from deepface import DeepFace
+        except Exception as exc:  # deepface import errors are many and varied
+            raise ModelError(f"{model_id}: cannot import deepface ({exc})") from exc
+        self.model_id = model_id
+        self.dim = dim
+        self.model = DeepFace.build_model(deepface_name)
+        h, w = self.model.input_shape[:2] if len(self.model.input_shape) >= 2 else (160, 160)
+        self.size = (int(w), int(h))
+        if flip is not None:
+            self.flip = flip
+
+    def crops(self, rgb: np.ndarray, faces: Faces) -> np.ndarray:
+        return align_crops(rgb, faces.landmarks, self.size)
+
+    def embed_batch(self, crops: np.ndarray) -> np.ndarray:
+        x = crops[:, :, :, ::-1].astype(np.float32) / 255.0
+        out = self.model.forward(x)
+        return np.asarray(out, np.float32).reshape(len(crops), -1)
+
+
+def _make(name: str, files: dict[str, Any], flip: bool | None) -> Embedder:
+    from .models.registry import get_spec
+
+    spec = get_spec(name)
+    if name == "dlib":
+        return DlibEmbedder(files, flip)
+    if name == "mobilefacenet":
+        return OnnxArcFaceStyleEmbedder(name, next(iter(files.values())), spec.dim or 128, flip)
+    if name == "sface":
+        return SFaceEmbedder(files, flip)
+    if name == "facenet512":
+        return DeepFaceEmbedder(name, "Facenet512", spec.dim or 512, flip)
+    if name == "arcface":
+        return DeepFaceEmbedder(name, "ArcFace", spec.dim or 512, flip)
+    raise ModelError(f"no embedder for '{name}'")  # pragma: no cover
+
+
+RECOGNIZERS = ("dlib", "mobilefacenet", "sface", "facenet512", "arcface")
+
+_cache: dict[tuple[str, bool | None], Embedder] = {}
+_lock = threading.Lock()
+
+
+def get_embedder(name: str, *, flip: bool | None = None, offline: bool | None = None, progress: Any = None) -> Embedder:
+    """Return recogniser ``name``, loading (and if needed fetching) it once per process.
+
+    Raises:
+        ModelError: unknown recogniser or unavailable weights.
+    """
+    from .models import store
+    from .models.runtime import fingerprint
+
+    if name not in RECOGNIZERS:
+        raise ModelError(f"unknown recogniser '{name}'; choose from: {', '.join(RECOGNIZERS)}")
+    with _lock:
+        key = (name, flip)
+        if key not in _cache:
+            files = store.ensure(name, offline=offline, progress=progress)
+            emb = _make(name, files, flip)
+            emb.fingerprint = fingerprint(name) + ("f" if emb.flip else "")
+            _cache[key] = emb
+        return _cache[key]
+
+
+class Ensemble:
+    """Several recognisers used together, each with a weight for distance fusion.
+
+    Args:
+        embedders: the recognisers.
+        weights: one weight per recogniser (default: equal); normalised to sum to 1.
+
+    Example:
+        >>> ens = get_ensemble(["dlib", "mobilefacenet"])
+        >>> emb = ens.embed(rgb, faces)   # Embeddings with one (n, dim) array per model
+    """
+
+    def __init__(self, embedders: Sequence[Embedder], weights: Sequence[float] | None = None):
+        if not embedders:
+            raise ModelError("an ensemble needs at least one recogniser")
+        self.embedders = list(embedders)
+        w = np.ones(len(embedders)) if weights is None else np.asarray(weights, float)
+        if len(w) != len(embedders) or (w < 0).any() or w.sum() <= 0:
+            raise ModelError("ensemble weights must be non-negative, one per model, not all zero")
+        self.weights = dict(zip(self.model_ids, (w / w.sum()).tolist()))
+
+    @property
+    def model_ids(self) -> list[str]:
+        return [e.model_id for e in self.embedders]
+
+    @property
+    def dims(self) -> dict[str, int]:
+        return {e.model_id: e.dim for e in self.embedders}
+
+    @property
+    def fingerprints(self) -> dict[str, str]:
+        return {e.model_id: e.fingerprint for e in self.embedders}
+
+    def embed(self, rgb: np.ndarray, faces: Faces) -> Embeddings:
+        """Embeddings of ``faces`` from every recogniser (see :meth:`Embedder.embed`)."""
+        return Embeddings({e.model_id: e.embed(rgb, faces) for e in self.embedders}, self.fingerprints)
+
+
+def get_ensemble(models: Sequence[str] | str = DEFAULT_MODELS, weights: Sequence[float] | None = None, *,
+                 offline: bool | None = None, progress: Any = None, flip: bool | None = None) -> Ensemble:
+    """Build an :class:`Ensemble` from model names (a list or a comma-separated string)."""
+    from .models.registry import parse_model_list
+
+    names = parse_model_list(models, kind="recognizer")
+    return Ensemble([get_embedder(n, flip=flip, offline=offline, progress=progress) for n in names], weights)

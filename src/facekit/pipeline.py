@@ -1,0 +1,251 @@
+"""The photo pipeline: decode -> detect -> align -> embed, for one image or many.
+
+:class:`Pipeline` holds one detector and one :class:`~facekit.embed.Ensemble`, loaded once.
+:func:`run_paths` streams many files through it, in input order, using a pool of worker
+processes (one per core) for large batches; each worker loads the models once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .detect import DEFAULT_DETECTOR, DEFAULT_MAX_SIDE
+from .embed import DEFAULT_MODELS
+from .errors import FacekitError
+from .types import Embeddings, Faces, ImageResult
+
+log = logging.getLogger(__name__)
+
+__all__ = ["PipelineConfig", "Pipeline", "run_paths", "default_workers"]
+
+#: Below this many files the work runs in the calling process: starting workers and loading
+#: models in each costs about a second.
+POOL_MIN_FILES = 8
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """What the pipeline runs.
+
+    Attributes:
+        detector: detector name (``dlib-hog`` by default: ships on PyPI, works offline).
+        models: recogniser names of the ensemble.
+        weights: ensemble weights, one per model (``None``: equal).
+        max_side: long side of the copy detection runs on; larger photos are downscaled.
+        upsample: detector upsampling (dlib detectors): 1 finds faces half as small, 4x slower.
+        min_face: ignore faces whose box is smaller than this many pixels (0: keep all).
+        flip: force mirror averaging on/off for every model (``None``: each model's default).
+        embed: compute embeddings (``False``: detection only).
+        digest: compute each file's SHA-256 (used for incremental re-runs).
+        offline: forbid model downloads (``None``: ``FACEKIT_OFFLINE``).
+    """
+
+    detector: str = DEFAULT_DETECTOR
+    models: tuple[str, ...] = DEFAULT_MODELS
+    weights: tuple[float, ...] | None = None
+    max_side: int = DEFAULT_MAX_SIDE
+    upsample: int = 0
+    min_face: int = 0
+    flip: bool | None = None
+    embed: bool = True
+    digest: bool = True
+    offline: bool | None = None
+    detector_options: tuple[tuple[str, Any], ...] = field(default=())
+
+    def detector_kwargs(self) -> dict[str, Any]:
+        opts = dict(self.detector_options)
+        if self.detector.startswith("dlib") and self.upsample:
+            opts.setdefault("upsample", self.upsample)
+        return opts
+
+
+class Pipeline:
+    """Detector + ensemble, loaded once.
+
+    Example:
+        >>> pipe = Pipeline(PipelineConfig(models=("dlib", "mobilefacenet")))
+        >>> result = pipe.process_path("photo.jpg")
+        >>> result.faces.xywh, result.embeddings.vectors["dlib"].shape
+    """
+
+    def __init__(self, config: PipelineConfig | None = None, progress: Any = None):
+        from .detect import get_detector
+        from .embed import get_ensemble
+
+        self.config = config or PipelineConfig()
+        self.detector = get_detector(self.config.detector, offline=self.config.offline, progress=progress,
+                                     **self.config.detector_kwargs())
+        self.ensemble = (
+            get_ensemble(self.config.models, self.config.weights, offline=self.config.offline,
+                         progress=progress, flip=self.config.flip)
+            if self.config.embed
+            else None
+        )
+
+    @property
+    def fingerprints(self) -> dict[str, str]:
+        return self.ensemble.fingerprints if self.ensemble else {}
+
+    def analyse(self, rgb: np.ndarray) -> tuple[Faces, Embeddings]:
+        """Detect and embed every face in an RGB array (``(H, W, 3) uint8``)."""
+        from .detect import detect_image
+
+        faces = detect_image(self.detector, rgb, self.config.max_side)
+        if self.config.min_face and len(faces):
+            faces = faces[faces.size >= self.config.min_face]
+        if self.ensemble is None:
+            return faces, Embeddings({})
+        return faces, self.ensemble.embed(rgb, faces)
+
+    def process_rgb(self, rgb: np.ndarray, source: str, time: float | None = None) -> ImageResult:
+        """Run the pipeline on an already-decoded frame or photo."""
+        faces, emb = self.analyse(rgb)
+        faces.metadata["source"] = source
+        return ImageResult(source, rgb.shape[1], rgb.shape[0], faces, emb, time=time)
+
+    def process_path(self, path: str) -> ImageResult:
+        """Load, detect and embed one file. A bad file gives ``ImageResult.error``, never an exception."""
+        from .imageio import file_digest, load_image
+
+        try:
+            img = load_image(path)
+            result = self.process_rgb(img.rgb, str(path))
+            if self.config.digest:
+                result.digest = file_digest(path)
+            return result
+        except FacekitError as exc:
+            return ImageResult(str(path), error=_one_line(exc, path))
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # a decoder or model crash on one file must not end the batch
+            if os.environ.get("FACEKIT_DEBUG"):
+                raise
+            log.debug("unexpected error on %s", path, exc_info=True)
+            return ImageResult(str(path), error=_one_line(exc, path))
+
+
+def _one_line(exc: BaseException, path: str) -> str:
+    msg = " ".join(str(exc).split()) or type(exc).__name__
+    return msg if str(path) in msg else f"{path}: {msg}"
+
+
+def default_workers() -> int:
+    """Worker processes to use: ``FACEKIT_WORKERS`` or the number of usable cores."""
+    env = os.environ.get("FACEKIT_WORKERS")
+    if env and env.isdigit():
+        return max(1, int(env))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS / Windows
+        return max(1, os.cpu_count() or 1)
+
+
+_worker_pipeline: Pipeline | None = None
+
+
+def _worker_init(config: PipelineConfig) -> None:
+    global _worker_pipeline
+    from .models.runtime import set_threads
+
+    set_threads(1)
+    logging.basicConfig(level=logging.WARNING)
+    _worker_pipeline = Pipeline(config)
+
+
+def _worker_run(path: str) -> ImageResult:
+    assert _worker_pipeline is not None
+    return _worker_pipeline.process_path(path)
+
+
+def run_paths(
+    config: PipelineConfig,
+    paths: Iterable[str],
+    *,
+    workers: int | None = None,
+    pipeline: Pipeline | None = None,
+    progress: Any = None,
+) -> Iterator[ImageResult]:
+    """Process files through the pipeline, yielding one :class:`ImageResult` per path, in order.
+
+    Args:
+        config: what to run.
+        paths: file paths (already expanded; see :func:`facekit.imageio.iter_image_paths`).
+        workers: worker processes (default: :func:`default_workers`); 1 runs in this process.
+        pipeline: an already-loaded pipeline for in-process work.
+        progress: download progress callback used if a model must be fetched first.
+    """
+    paths = list(paths)
+    workers = default_workers() if workers is None else max(1, workers)
+    if workers == 1 or len(paths) < POOL_MIN_FILES:
+        pipe = pipeline or Pipeline(config, progress)
+        for p in paths:
+            yield pipe.process_path(p)
+        return
+
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    from .models import store
+
+    # Fetch (and verify) every model here, once, so workers only load files.
+    store.ensure(config.detector, offline=config.offline, progress=progress)
+    for m in config.models if config.embed else ():
+        store.ensure(m, offline=config.offline, progress=progress)
+    ctx = mp.get_context("spawn")  # fork is unsafe once ONNX Runtime threads exist
+    chunk = max(1, min(8, len(paths) // (workers * 8)))
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
+                             initargs=(config,)) as pool:
+        try:
+            yield from pool.map(_worker_run, paths, chunksize=chunk)
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def faces_from_results(results: Sequence[ImageResult]) -> int:
+    """Total number of faces in ``results``."""
+    return sum(len(r.faces) for r in results)
+
+
+def embed_incremental(
+    config: PipelineConfig,
+    paths: Sequence[str],
+    previous: Any = None,
+    *,
+    force: bool = False,
+    workers: int | None = None,
+    progress: Any = None,
+) -> Iterator[tuple[ImageResult, bool]]:
+    """Like :func:`run_paths`, but reuse ``previous`` (a :class:`~facekit.facetable.FaceTable`)
+    for files whose SHA-256 is unchanged.
+
+    Yields:
+        ``(result, reused)`` per path, in input order.
+    """
+    from .facetable import result_from_rows
+    from .imageio import file_digest
+
+    reuse: dict[str, str] = {}
+    if previous is not None and not force:
+        for p in paths:
+            old = previous.files.get(p)
+            if not old or old.get("error") or not old.get("digest"):
+                continue
+            try:
+                if file_digest(p) == old["digest"]:
+                    reuse[p] = old["digest"]
+            except Exception:  # unreadable now: let the pipeline report it
+                continue
+    todo = [p for p in paths if p not in reuse]
+    fresh = run_paths(config, todo, workers=workers, progress=progress)
+    for p in paths:
+        if p in reuse:
+            yield result_from_rows(previous, p), True
+        else:
+            yield next(fresh), False
