@@ -1,0 +1,189 @@
+"""Open-set identification of faces against a :class:`~facekit.index.Database`.
+
+For each face: per model, the k nearest gallery faces (Voyager, or exact search for small
+galleries); for every person reached by any model, the exact distance of each model to each
+of that person's faces; distances normalised per model by the gallery's impostor statistics
+and fused with the ensemble weights (:class:`~facekit.calibration.Calibration`); a person's
+evidence is that of their best-matching face. The best person is the ``identity`` when the
+evidence reaches the calibrated threshold, else the face is unknown (``identity=None``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import UsageError
+from .types import Embeddings, ImageResult
+
+__all__ = ["Candidate", "FaceMatch", "PhotoMatches", "Identifier"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A person a face may be.
+
+    Attributes:
+        person: person id (the gallery folder name).
+        name: display name, or ``None``.
+        confidence: 0-100; 50 at the decision threshold.
+        evidence: fused impostor-normalised similarity (larger = more alike).
+        distances: model -> cosine distance to the person's closest gallery face.
+    """
+
+    person: str
+    name: str | None
+    confidence: float
+    evidence: float
+    distances: dict[str, float]
+
+    def to_record(self) -> dict[str, Any]:
+        return {"person": self.person, "name": self.name, "confidence": round(self.confidence, 2),
+                "evidence": round(self.evidence, 3), "distances": {m: round(d, 4) for m, d in self.distances.items()}}
+
+
+@dataclass(frozen=True)
+class FaceMatch:
+    """Identification of one face: ``identity`` (``None`` = unknown) and ranked candidates."""
+
+    identity: Candidate | None
+    candidates: tuple[Candidate, ...]
+
+
+@dataclass
+class PhotoMatches:
+    """All faces of one photo with their identification."""
+
+    result: ImageResult
+    matches: list[FaceMatch] = field(default_factory=list)
+
+    @property
+    def known(self) -> list[Candidate]:
+        return [m.identity for m in self.matches if m.identity is not None]
+
+    def to_record(self) -> dict[str, Any]:
+        r = self.result
+        faces = []
+        for i, m in enumerate(self.matches):
+            x, y, w, h = (round(float(v), 1) for v in r.faces.xywh[i])
+            ident = None
+            if m.identity is not None:
+                ident = m.identity.to_record()
+            faces.append({"face": i, "box": [x, y, w, h], "det_score": round(float(r.faces.confidence[i]), 3),
+                          "identity": ident, "candidates": [c.to_record() for c in m.candidates]})
+        rec: dict[str, Any] = {"source": r.source, "width": r.width, "height": r.height, "faces": faces}
+        if r.error:
+            rec["error"] = r.error
+        if r.time is not None:
+            rec["time"] = r.time
+        return rec
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Flat rows (one per face) for tables and CSV."""
+        out = []
+        if self.result.error:
+            return [{"source": self.result.source, "face": None, "error": self.result.error}]
+        for i, m in enumerate(self.matches):
+            x, y, w, h = (round(float(v)) for v in self.result.faces.xywh[i])
+            best = m.candidates[0] if m.candidates else None
+            out.append({
+                "source": self.result.source, "face": i, "box": f"{x},{y},{w},{h}",
+                "person": m.identity.person if m.identity else None,
+                "name": (m.identity.name if m.identity else None),
+                "confidence": round(m.identity.confidence, 1) if m.identity else None,
+                "nearest": best.person if best else None,
+                "nearest_confidence": round(best.confidence, 1) if best else None,
+                "distances": ", ".join(f"{k}={v:.3f}" for k, v in best.distances.items()) if best else None,
+            })
+        if not self.matches:
+            out.append({"source": self.result.source, "face": None, "person": None})
+        return out
+
+
+class Identifier:
+    """Identify faces against a database.
+
+    Args:
+        db: an open :class:`~facekit.index.Database`.
+        top_k: candidates to report per face.
+        min_confidence: name a face only at or above this confidence (default: the calibrated
+            threshold, i.e. 50).
+
+    Example:
+        >>> ident = Identifier(Database.open("faces.db"))
+        >>> [m.identity and m.identity.person for m in ident.match(result.embeddings)]
+    """
+
+    def __init__(self, db: Any, *, top_k: int = 5, min_confidence: float | None = None, neighbours: int = 50):
+        self.db = db
+        self.top_k = max(1, top_k)
+        self.calibration = db.calibration
+        self.min_confidence = 50.0 if min_confidence is None else float(min_confidence)
+        self.neighbours = neighbours
+        self.models = db.models
+        self._person_of = db.faces["person"].to_numpy().astype(str) if len(db.faces) else np.zeros(0, str)
+
+    def check(self, embeddings: Embeddings) -> None:
+        missing = [m for m in self.models if m not in embeddings.vectors]
+        if missing:
+            raise UsageError(f"the database needs embeddings of {', '.join(self.models)}; missing {', '.join(missing)}")
+        for m in self.models:
+            fp, want = embeddings.fingerprints.get(m), self.db.manifest["models"][m].get("fingerprint")
+            if fp and want and fp != want:
+                raise UsageError(f"{m}: these embeddings come from other weights or settings ({fp}) than the "
+                                 f"database ({want}); rebuild the database or use its settings")
+
+    def match(self, embeddings: Embeddings) -> list[FaceMatch]:
+        """Identify each face (row) of ``embeddings``; returns one :class:`FaceMatch` per face."""
+        n = len(embeddings)
+        if n == 0:
+            return []
+        self.check(embeddings)
+        if len(self.db.faces) == 0:
+            return [FaceMatch(None, ()) for _ in range(n)]
+        k = max(self.neighbours, self.top_k * 10)
+        reached = [set() for _ in range(n)]
+        for m in self.models:
+            ids, _ = self.db.knn(m, embeddings.vectors[m], k)
+            for i in range(n):
+                reached[i].update(ids[i].tolist())
+        out = []
+        cal = self.calibration
+        for i in range(n):
+            persons = np.unique(self._person_of[list(reached[i])])
+            face_ids = np.flatnonzero(np.isin(self._person_of, persons))
+            dists = {m: 1.0 - self.db.vectors[m][face_ids] @ embeddings.vectors[m][i] for m in self.models}
+            ev = cal.evidence(dists)
+            owners = self._person_of[face_ids]
+            cands = []
+            for p in persons:
+                sel = owners == p
+                j = int(np.argmax(np.where(sel, ev, -np.inf)))
+                e = float(ev[j])
+                person = self.db.persons.get(p)
+                cands.append(Candidate(str(p), person.name if person else None, float(cal.confidence(e)), e,
+                                       {m: float(dists[m][sel].min()) for m in self.models}))
+            cands.sort(key=lambda c: -c.evidence)
+            cands = cands[: self.top_k]
+            ident = cands[0] if cands and cands[0].confidence >= self.min_confidence else None
+            out.append(FaceMatch(ident, tuple(cands)))
+        return out
+
+    def match_result(self, result: ImageResult) -> PhotoMatches:
+        """Identify every face of a pipeline result."""
+        if result.error or len(result.faces) == 0:
+            return PhotoMatches(result, [])
+        return PhotoMatches(result, self.match(result.embeddings))
+
+
+def identify_paths(db: Any, paths: Sequence[str], *, top_k: int = 5, min_confidence: float | None = None,
+                   workers: int | None = None, progress: Any = None) -> Any:
+    """Identify every face in each photo; yields :class:`PhotoMatches` in input order."""
+    from .pipeline import run_paths
+
+    ident = Identifier(db, top_k=top_k, min_confidence=min_confidence)
+    for result in run_paths(db.config, paths, workers=workers, progress=progress):
+        yield ident.match_result(result)

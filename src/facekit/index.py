@@ -1,0 +1,576 @@
+"""The face database: Voyager indices, face and person tables, calibration, safe writes.
+
+A database is a directory::
+
+    faces.db/
+      CURRENT                 "<generation> <sha256 of its manifest.json>", replaced atomically
+      .lock                   held by the one process allowed to write
+      gen-000007/             the live generation (the previous one is kept for readers)
+        manifest.json         format, models + fingerprints, calibration, counts, file checksums
+        index-<model>.voy     one Voyager index per recogniser (cosine), ids = face ids
+        faces.parquet         face id, person, source, digest, box, quality, embeddings
+        persons.parquet       person id, name, extra fields (JSON)
+        data.zip              instead of the two tables when encrypted (AES-256, FACEKIT_KEY)
+
+Every write builds a complete new generation in a temporary folder, fsyncs it, renames it,
+then replaces ``CURRENT``: a process killed at any moment leaves the previous database
+complete, and readers never see a half-written state. ``manifest.json`` records the SHA-256
+of each file, and ``CURRENT`` that of the manifest, so a tampered or truncated file is
+detected when the database is opened. See docs/database.md.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import shutil
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .calibration import Calibration, cosine_distances
+from .errors import DatabaseError, KeyRequiredError, LockedError, UsageError
+from .types import Embeddings
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Database", "Person", "IndexInfo", "calibrate", "FORMAT_VERSION", "KEY_ENV"]
+
+FORMAT_VERSION = 1
+KEY_ENV = "FACEKIT_KEY"
+#: Query-time ``ef`` of the Voyager indices: recall@10 >= 0.99 on face-like data (NOTES.md:
+#: ef=50 gives 0.988-0.997, ef=100 0.999).
+QUERY_EF = 100
+FILE_COLUMNS = ["source", "person", "size", "mtime_ns", "digest", "faces", "error"]
+FACE_COLUMNS = ["face_id", "person", "source", "digest", "size", "mtime_ns", "origin",
+                "x", "y", "w", "h", "det_score", "face_size", "others"]
+
+
+@dataclass(frozen=True)
+class Person:
+    """A known person: ``id`` (folder name), display ``name`` and extra fields."""
+
+    id: str
+    name: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    """Summary of an open database."""
+
+    path: str
+    generation: str
+    persons: int
+    faces: int
+    models: tuple[str, ...]
+    encrypted: bool
+    calibration_source: str
+    threshold: float
+    updated: str
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - not possible on Windows
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------- calibration
+def calibrate(
+    persons: np.ndarray,
+    vectors: Mapping[str, np.ndarray],
+    weights: Mapping[str, float],
+    *,
+    max_pairs: int = 400_000,
+    stranger_cost: float = 2.0,
+    seed: int = 0,
+) -> Calibration:
+    """Measure the calibration on the gallery itself.
+
+    1. Per model, the mean and standard deviation of cosine distances between faces of
+       *different* people (impostor pairs; sampled when there are more than ``max_pairs``).
+    2. A leave-one-out simulation of open-set identification on the fused evidence: each
+       gallery face is a probe; its best match among its own person's other faces is a
+       "genuine" score, its best match among everybody else a "stranger" score (as if its
+       person were not enrolled).
+    3. The threshold minimises ``missed genuine + stranger_cost * strangers named`` on that
+       simulation (naming the wrong person is worse than saying "unknown").
+
+    Falls back to :meth:`Calibration.default` (documented defaults) when the gallery has fewer
+    than 3 people or too few faces; ``Calibration.source`` says which was used.
+    """
+    models = list(weights)
+    persons = np.asarray(persons)
+    n = len(persons)
+    cal = Calibration.default(models, weights)
+    uniq, counts = np.unique(persons, return_counts=True)
+    if n == 0:
+        return cal
+    rng = np.random.default_rng(seed)
+    # --- impostor statistics per model
+    if len(uniq) >= 2:
+        total_pairs = n * (n - 1) // 2
+        if total_pairs <= max_pairs:
+            iu = np.triu_indices(n, 1)
+            a, b = iu
+        else:
+            a = rng.integers(0, n, max_pairs)
+            b = rng.integers(0, n, max_pairs)
+        diff = persons[a] != persons[b]
+        a, b = a[diff], b[diff]
+        if len(a) >= 50:
+            for m in models:
+                v = vectors[m]
+                d = 1.0 - np.einsum("ij,ij->i", v[a], v[b])
+                cal.impostor[m] = (float(d.mean()), float(max(d.std(), 1e-4)))
+            cal.stats["impostor_pairs"] = int(len(a))
+    # --- leave-one-out open-set simulation
+    if len(uniq) < 3 or (counts >= 2).sum() < 2 or n > 20000:
+        cal.stats["note"] = "gallery too small (or too large) for leave-one-out; default threshold"
+        cal.source = "default" if "impostor_pairs" not in cal.stats else "gallery-impostor"
+        return cal
+    ev = cal.pairwise_evidence({m: vectors[m] for m in models}, {m: vectors[m] for m in models})
+    np.fill_diagonal(ev, -np.inf)
+    same = persons[:, None] == persons[None, :]
+    genuine = np.where(same, ev, -np.inf).max(1)
+    stranger = np.where(~same, ev, -np.inf).max(1)
+    genuine = genuine[np.isfinite(genuine)]
+    stranger = stranger[np.isfinite(stranger)]
+    if len(genuine) < 30 or len(stranger) < 30:
+        # Too few comparisons to place a threshold reliably: keep the documented default.
+        cal.stats["note"] = f"only {len(genuine)} genuine / {len(stranger)} stranger comparisons; default threshold"
+        cal.source = "default" if "impostor_pairs" not in cal.stats else "gallery-impostor"
+        return cal
+    cands = np.unique(np.concatenate([genuine, stranger]))
+    cands = np.concatenate([cands, [cands.max() + 1e-6]])
+    miss = np.searchsorted(np.sort(genuine), cands, side="left") / len(genuine)
+    named = 1.0 - np.searchsorted(np.sort(stranger), cands, side="left") / len(stranger)
+    cost = miss + stranger_cost * named
+    best = np.flatnonzero(cost == cost.min())
+    # several thresholds tie: take the middle of the tied range (margin on both sides)
+    lo, hi = cands[best[0]], cands[best[-1]]
+    below = cands[cands < lo]
+    lo_edge = below.max() if len(below) else lo
+    threshold = float((lo_edge + hi) / 2) if best[-1] == best[0] else float((lo + hi) / 2)
+    cal.threshold = threshold
+    cal.genuine = float(np.median(genuine))
+    cal.source = "gallery"
+    cal.stats.update(
+        loo_genuine=int(len(genuine)), loo_strangers=int(len(stranger)),
+        loo_genuine_named=float(np.mean(genuine >= threshold)),
+        loo_strangers_named=float(np.mean(stranger >= threshold)),
+    )
+    return cal
+
+
+# --------------------------------------------------------------------------- encryption
+def _zip_write(path: Path, members: dict[str, bytes], key: str) -> None:
+    import pyzipper
+
+    with pyzipper.AESZipFile(path, "w", compression=pyzipper.ZIP_DEFLATED, encryption=pyzipper.WZ_AES) as zf:
+        zf.setpassword(key.encode())
+        zf.setencryption(pyzipper.WZ_AES, nbits=256)
+        for name, data in members.items():
+            zf.writestr(name, data)
+
+
+def _zip_read(path: Path, key: str | None, db: Path) -> dict[str, bytes]:
+    import pyzipper
+
+    if not key:
+        raise KeyRequiredError(f"{db}: the database is encrypted; set {KEY_ENV} to its key")
+    try:
+        with pyzipper.AESZipFile(path) as zf:
+            zf.setpassword(key.encode())
+            return {name: zf.read(name) for name in zf.namelist()}
+    except RuntimeError as exc:
+        if "password" in str(exc).lower():
+            raise KeyRequiredError(f"{db}: wrong key in {KEY_ENV} for this encrypted database") from None
+        raise DatabaseError(f"{db}: cannot read encrypted data ({exc})") from None
+    except Exception as exc:
+        raise DatabaseError(f"{db}: encrypted data is damaged ({' '.join(str(exc).split())})") from None
+
+
+# --------------------------------------------------------------------------- database
+class Database:
+    """An open face database (read-only view of one generation).
+
+    Use :meth:`open` to read and :meth:`writer` / :meth:`commit` to change it.
+
+    Attributes:
+        path: the database folder.
+        manifest: parsed ``manifest.json``.
+        faces: pandas DataFrame of faces (see module docs), without embeddings.
+        vectors: model -> ``(n_faces, dim) float32`` embeddings, rows parallel to ``faces``.
+        persons: person id -> :class:`Person`.
+        calibration: the :class:`~facekit.calibration.Calibration` used for decisions.
+    """
+
+    def __init__(self, path: Path, manifest: dict[str, Any], faces: Any, vectors: dict[str, np.ndarray],
+                 persons: dict[str, Person], indices: dict[str, Any] | None = None, generation: str = ""):
+        self.path = Path(path)
+        self.manifest = manifest
+        self.faces = faces
+        self.vectors = vectors
+        self.persons = persons
+        self._indices = indices or {}
+        self.generation = generation
+        self.files: Any = None
+        self.calibration = Calibration.from_dict(manifest["calibration"])
+
+    # ----------------------------------------------------------------- reading
+    @classmethod
+    def exists(cls, path: str | os.PathLike[str]) -> bool:
+        return (Path(path) / "CURRENT").is_file()
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, key: str | None = None) -> Database:
+        """Open the live generation of the database at ``path``.
+
+        Args:
+            path: database folder.
+            key: encryption key (default: ``$FACEKIT_KEY``), needed only for encrypted databases.
+
+        Raises:
+            DatabaseError: missing, incompatible or tampered database.
+            KeyRequiredError: encrypted and the key is missing or wrong.
+        """
+        import pandas as pd
+        import voyager
+
+        path = Path(path)
+        if key is None:
+            key = os.environ.get(KEY_ENV) or None
+        current = path / "CURRENT"
+        if not current.is_file():
+            hint = " (build one with: facekit build-index PEOPLE_DIR -d DB)"
+            raise DatabaseError(f"{path}: no face database here{hint}")
+        try:
+            gen, manifest_sha = current.read_text().split()
+        except ValueError:
+            raise DatabaseError(f"{path}: CURRENT is damaged") from None
+        gdir = path / gen
+        mpath = gdir / "manifest.json"
+        if not mpath.is_file():
+            raise DatabaseError(f"{path}: generation {gen} is missing")
+        if _sha256_file(mpath) != manifest_sha:
+            raise DatabaseError(f"{path}: manifest.json does not match its checksum (tampered or damaged)")
+        manifest = json.loads(mpath.read_text())
+        if manifest.get("format_version", 0) > FORMAT_VERSION:
+            raise DatabaseError(f"{path}: database format {manifest.get('format_version')} is newer than this facekit")
+        for name, digest in manifest["files"].items():
+            f = gdir / name
+            if not f.is_file() or _sha256_file(f) != digest:
+                raise DatabaseError(f"{path}: {gen}/{name} is missing or does not match its checksum (tampered or damaged)")
+        if manifest.get("encrypted"):
+            members = _zip_read(gdir / "data.zip", key, path)
+            faces = pd.read_parquet(io.BytesIO(members["faces.parquet"]))
+            persons_df = pd.read_parquet(io.BytesIO(members["persons.parquet"]))
+            files_df = pd.read_parquet(io.BytesIO(members["files.parquet"]))
+        else:
+            faces = pd.read_parquet(gdir / "faces.parquet")
+            persons_df = pd.read_parquet(gdir / "persons.parquet")
+            files_df = pd.read_parquet(gdir / "files.parquet")
+        vectors = {}
+        for m in manifest["models"]:
+            col = f"emb_{m}"
+            dim = manifest["models"][m]["dim"]
+            vectors[m] = (np.stack(faces[col].to_numpy()).astype(np.float32) if len(faces)
+                          else np.zeros((0, dim), np.float32))
+        faces = faces.drop(columns=[c for c in faces.columns if c.startswith("emb_")])
+        persons = {
+            str(r.person): Person(str(r.person), None if pd.isna(r.name) else str(r.name), json.loads(r.extra or "{}"))
+            for r in persons_df.itertuples()
+        }
+        indices = {}
+        for m, info in manifest["models"].items():
+            idx_path = gdir / f"index-{m}.voy"
+            if idx_path.exists():
+                with open(idx_path, "rb") as fh:
+                    indices[m] = voyager.Index.load(fh)
+                indices[m].ef = int(info.get("ef", QUERY_EF))
+        db = cls(path, manifest, faces, vectors, persons, indices, gen)
+        db.files = files_df
+        return db
+
+    @property
+    def models(self) -> list[str]:
+        return list(self.manifest["models"])
+
+    @property
+    def config(self) -> Any:
+        """The :class:`~facekit.pipeline.PipelineConfig` the database was built with."""
+        from .pipeline import PipelineConfig
+
+        p = self.manifest["pipeline"]
+        return PipelineConfig(detector=p["detector"], models=tuple(self.models),
+                              weights=tuple(self.calibration.weights[m] for m in self.models),
+                              max_side=p.get("max_side", 1600), upsample=p.get("upsample", 0),
+                              flip=p.get("flip"))
+
+    def info(self) -> IndexInfo:
+        return IndexInfo(str(self.path), self.generation, len(self.persons), len(self.faces), tuple(self.models),
+                         bool(self.manifest.get("encrypted")), self.calibration.source, self.calibration.threshold,
+                         self.manifest.get("updated", ""))
+
+    def knn(self, model: str, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest gallery faces of one model: ``(ids (q, k), distances (q, k))``, cosine."""
+        n = len(self.faces)
+        k = min(k, n)
+        if k == 0:
+            return np.zeros((len(queries), 0), np.int64), np.zeros((len(queries), 0), np.float32)
+        index = self._indices.get(model)
+        if index is None or n <= 2000:
+            # Exact search is faster than the graph for small galleries (NOTES.md) and exact.
+            d = cosine_distances(queries, self.vectors[model])
+            ids = np.argsort(d, axis=1, kind="stable")[:, :k]
+            return ids, np.take_along_axis(d, ids, 1)
+        ids, dist = index.query(np.asarray(queries, np.float32), k=k, query_ef=max(QUERY_EF, k))
+        return np.asarray(ids, np.int64), np.asarray(dist, np.float32)
+
+    # ----------------------------------------------------------------- writing
+    @staticmethod
+    def lock(path: str | os.PathLike[str], timeout: float = 0) -> Any:
+        """The writer lock of a database folder (a :class:`filelock.FileLock`)."""
+        from filelock import FileLock, Timeout
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(path / ".lock"), timeout=timeout)
+
+        class _Guard:
+            def __enter__(self) -> Any:
+                try:
+                    lock.acquire()
+                except Timeout:
+                    raise LockedError(f"{path}: another facekit process is writing to this database; "
+                                      "try again when it has finished") from None
+                return lock
+
+            def __exit__(self, *exc: Any) -> None:
+                lock.release()
+
+        return _Guard()
+
+    @classmethod
+    def commit(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        faces: Any,
+        vectors: Mapping[str, np.ndarray],
+        persons: Mapping[str, Person],
+        pipeline: Mapping[str, Any],
+        fingerprints: Mapping[str, str],
+        weights: Mapping[str, float],
+        storage: str = "float32",
+        encrypt: bool = False,
+        key: str | None = None,
+        extra_manifest: Mapping[str, Any] | None = None,
+        calibration: Calibration | None = None,
+        files_table: Any = None,
+        before_replace: Callable[[], None] | None = None,
+    ) -> Calibration:
+        """Write a complete new generation and make it live. The caller holds :meth:`lock`.
+
+        Returns:
+            the calibration stored in the new manifest.
+        """
+        import pandas as pd
+        import voyager
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        if encrypt:
+            key = key or os.environ.get(KEY_ENV)
+            if not key:
+                raise KeyRequiredError(f"{path}: --encrypt needs the key in {KEY_ENV}")
+        models = list(vectors)
+        n = len(faces)
+        for m in models:
+            if len(vectors[m]) != n:
+                raise DatabaseError(f"internal: {m} has {len(vectors[m])} vectors for {n} faces")
+        faces = faces.reset_index(drop=True).copy()
+        faces["face_id"] = np.arange(n, dtype=np.int64)
+        if calibration is None:
+            calibration = calibrate(faces["person"].to_numpy(), vectors, weights)
+        # --- new generation folder
+        gens = sorted(p.name for p in path.glob("gen-[0-9]*") if p.is_dir() and re.fullmatch(r"gen-\d+", p.name))
+        number = int(gens[-1].split("-")[1]) + 1 if gens else 1
+        gen = f"gen-{number:06d}"
+        tmp = path / f".{gen}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            files: dict[str, str] = {}
+            table = faces.copy()
+            for m in models:
+                table[f"emb_{m}"] = list(np.asarray(vectors[m], np.float32))
+            persons_df = pd.DataFrame(
+                {"person": [p.id for p in persons.values()], "name": [p.name for p in persons.values()],
+                 "extra": [json.dumps(p.extra, ensure_ascii=False) for p in persons.values()]}
+            )
+            if files_table is None:
+                files_table = pd.DataFrame({c: [] for c in FILE_COLUMNS})
+            tables = {"faces.parquet": table, "persons.parquet": persons_df, "files.parquet": files_table}
+            if encrypt:
+                blobs = {}
+                for name, df in tables.items():
+                    buf = io.BytesIO()
+                    df.to_parquet(buf, index=False)
+                    blobs[name] = buf.getvalue()
+                _zip_write(tmp / "data.zip", blobs, key or "")
+            else:
+                for name, df in tables.items():
+                    df.to_parquet(tmp / name, index=False)
+            model_info = {}
+            for m in models:
+                dim = int(np.asarray(vectors[m]).shape[1]) if n else int(pipeline.get("dims", {}).get(m, 128))
+                storage_type = voyager.StorageDataType.E4M3 if storage == "e4m3" else voyager.StorageDataType.Float32
+                index = voyager.Index(voyager.Space.Cosine, num_dimensions=dim, M=12, ef_construction=200,
+                                      storage_data_type=storage_type, max_elements=max(n, 1))
+                if n:
+                    index.add_items(np.asarray(vectors[m], np.float32), ids=np.arange(n))
+                index.save(str(tmp / f"index-{m}.voy"))
+                model_info[m] = {"fingerprint": fingerprints.get(m, ""), "dim": dim, "metric": "cosine",
+                                 "storage": storage, "ef": QUERY_EF, "weight": calibration.weights.get(m, 0.0)}
+            for f in sorted(tmp.iterdir()):
+                files[f.name] = _sha256_file(f)
+            previous = {}
+            if (path / "CURRENT").is_file():
+                try:
+                    old_gen = (path / "CURRENT").read_text().split()[0]
+                    previous = json.loads((path / old_gen / "manifest.json").read_text())
+                except (OSError, ValueError, IndexError):
+                    previous = {}
+            manifest = {
+                "format_version": FORMAT_VERSION,
+                "generator": "facekit",
+                "created": previous.get("created", _now()),
+                "updated": _now(),
+                "generation": gen,
+                "models": model_info,
+                "pipeline": dict(pipeline),
+                "calibration": calibration.to_dict(),
+                "counts": {"faces": int(n), "persons": len(persons)},
+                "encrypted": bool(encrypt),
+                "files": files,
+                **dict(extra_manifest or {}),
+            }
+            mtext = json.dumps(manifest, indent=2, sort_keys=False)
+            (tmp / "manifest.json").write_text(mtext)
+            for f in tmp.iterdir():
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+            _fsync_dir(tmp)
+            os.rename(tmp, path / gen)
+            _fsync_dir(path)
+            if before_replace is not None:
+                before_replace()  # test hook: simulate a kill between the two renames
+            cur_tmp = path / f".CURRENT.tmp-{os.getpid()}"
+            cur_tmp.write_text(f"{gen} {hashlib.sha256(mtext.encode()).hexdigest()}\n")
+            with open(cur_tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(cur_tmp, path / "CURRENT")
+            _fsync_dir(path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        cls._cleanup(path, keep={gen, *(gens[-1:] if gens else [])})
+        return calibration
+
+    @staticmethod
+    def _cleanup(path: Path, keep: set[str]) -> None:
+        """Remove generations other than the live and the previous one, and stale temp folders."""
+        for p in path.iterdir():
+            if p.is_dir() and (re.fullmatch(r"gen-\d+", p.name) and p.name not in keep or p.name.startswith(".gen-")):
+                shutil.rmtree(p, ignore_errors=True)
+        for p in path.glob(".CURRENT.tmp-*"):
+            p.unlink(missing_ok=True)
+
+    # ----------------------------------------------------------------- enrol
+    def enroll(
+        self,
+        person: str,
+        name: str | None,
+        embeddings: Embeddings,
+        sources: Sequence[str],
+        boxes: np.ndarray,
+        digests: Sequence[str] | None = None,
+        *,
+        extra: Mapping[str, Any] | None = None,
+        key: str | None = None,
+    ) -> int:
+        """Add faces to ``person`` (created if new) as a new generation; returns faces added.
+
+        The embeddings must come from this database's models (same fingerprints).
+        """
+        import pandas as pd
+
+        missing = [m for m in self.models if m not in embeddings.vectors]
+        if missing:
+            raise UsageError(f"embeddings lack the database's models: {', '.join(missing)}")
+        for m in self.models:
+            fp = embeddings.fingerprints.get(m)
+            want = self.manifest["models"][m].get("fingerprint")
+            if fp and want and fp != want:
+                raise UsageError(f"embeddings of {m} come from other weights ({fp}) than the database ({want})")
+        n = len(embeddings)
+        boxes = np.asarray(boxes, float).reshape(n, 4)
+        with Database.lock(self.path):
+            fresh = Database.open(self.path, key=key)  # re-read under the lock
+            rows = pd.DataFrame({
+                "face_id": 0, "person": person, "source": list(sources),
+                "digest": list(digests) if digests is not None else [""] * n, "size": -1, "mtime_ns": -1,
+                "origin": "enrolled", "x": boxes[:, 0], "y": boxes[:, 1], "w": boxes[:, 2], "h": boxes[:, 3],
+                "det_score": np.nan, "face_size": np.minimum(boxes[:, 2], boxes[:, 3]), "others": 0,
+            })
+            faces = pd.concat([fresh.faces, rows], ignore_index=True) if len(fresh.faces) else rows
+            vectors = {m: np.concatenate([fresh.vectors[m], embeddings.vectors[m]]) for m in self.models}
+            persons = dict(fresh.persons)
+            old = persons.get(person)
+            persons[person] = Person(person, name if name is not None else (old.name if old else None),
+                                     {**(old.extra if old else {}), **dict(extra or {})})
+            Database.commit(
+                self.path, faces=faces, vectors=vectors, persons=persons, pipeline=fresh.manifest["pipeline"],
+                fingerprints={m: fresh.manifest["models"][m]["fingerprint"] for m in self.models},
+                weights=fresh.calibration.weights, storage=fresh.manifest["models"][self.models[0]].get("storage", "float32"),
+                encrypt=bool(fresh.manifest.get("encrypted")), key=key or os.environ.get(KEY_ENV),
+                extra_manifest={k: fresh.manifest[k] for k in ("people_dir",) if k in fresh.manifest},
+                files_table=fresh.files,
+            )
+        return n
+
+
+def iter_people(people_dir: Path) -> Iterable[tuple[str, list[str]]]:
+    """``(person id, photo paths)`` for each subfolder of ``people_dir`` (sorted)."""
+    from .imageio import iter_image_paths
+
+    for sub in sorted(p for p in people_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        yield sub.name, list(iter_image_paths([str(sub)]))
