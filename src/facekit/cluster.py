@@ -1,0 +1,505 @@
+"""Grouping faces by identity without a gallery (``facekit cluster``).
+
+Method (default ``"agglomerative"``): average-linkage agglomerative clustering on the fused,
+impostor-normalised evidence of :class:`~facekit.calibration.Calibration` (larger = more
+alike). Evidence is in units of the calibration's different-person (impostor) spread, so
+a cut on it means the same for every model. Two groups merge while their *average*
+evidence is at least :func:`cluster_threshold` (``z = 2.33``: beyond the 99th percentile of
+different-person pairs, a per-comparison false-merge rate of 1%). ``identify``'s own
+threshold (about 3.09, the 99.9th percentile) is stricter because it decides on the
+*best* of many gallery comparisons; used for clustering it splits people (see
+``docs/clustering.md``).
+Groups smaller than ``min_size`` are *noise*: a face that matches nobody well enough is
+left out, never forced into the nearest group. ``"hdbscan"`` and ``"dbscan"`` (on the same
+evidence distance; DBSCAN's ``eps`` again from the threshold) are there for comparison;
+``docs/clustering.md`` has the measurements behind the default.
+
+Stable ids (:func:`assign_ids`): clusters are numbered ``c-0001``, ``c-0002``, ... in the
+order of their earliest member (sorted by source, time, face). When a previous cluster file
+is given, each new cluster is matched one-to-one to the previous cluster it shares most
+faces with (same source and time, boxes overlapping by IoU >= 0.5), largest overlap first;
+a matched cluster keeps the previous id, person and name. Unmatched clusters get fresh ids
+above every id ever issued (``next_id`` in the file), so ids are never reused.
+
+Library code: no printing, no ``typer``/``rich``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .calibration import Calibration
+from .errors import InputError, UsageError
+from .types import Embeddings
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "METHODS",
+    "cluster_threshold",
+    "centroid",
+    "FaceRef",
+    "Cluster",
+    "ClusterResult",
+    "cluster_faces",
+    "assign_ids",
+    "read_cluster_file",
+    "write_cluster_file",
+    "evidence_matrix",
+]
+
+METHODS = ("agglomerative", "hdbscan", "dbscan")
+FORMAT_VERSION = 1
+#: Above this many faces the ``n x n`` evidence matrix (8 bytes per pair) gets large.
+LARGE_N = 20000
+#: Per-comparison false-merge rate behind the default cut (see :func:`cluster_threshold`).
+FALSE_MERGE_RATE = 0.01
+
+
+def cluster_threshold(false_merge_rate: float = FALSE_MERGE_RATE) -> float:
+    """Default evidence cut: the ``1 - false_merge_rate`` quantile of impostor evidence.
+
+    Calibrated evidence of different-person pairs is standard normal by construction
+    (``z = (mu - d) / sigma`` per model), so the cut is ``Phi^-1(1 - rate)``: 2.33 for 1%.
+    """
+    from statistics import NormalDist
+
+    return float(NormalDist().inv_cdf(1.0 - false_merge_rate))
+
+
+@dataclass(frozen=True)
+class FaceRef:
+    """Where a face comes from.
+
+    Attributes:
+        source: the path as given by the user.
+        face: face index within the file or frame (0 = largest).
+        box: ``[x, y, w, h]`` in original pixels.
+        time: seconds into a video, ``None`` for photos.
+    """
+
+    source: str
+    face: int
+    box: tuple[float, float, float, float]
+    time: float | None = None
+
+    def sort_key(self) -> tuple[str, float, int]:
+        return (self.source, -1.0 if self.time is None else float(self.time), self.face)
+
+    def to_record(self) -> dict[str, Any]:
+        rec: dict[str, Any] = {
+            "source": self.source,
+            "face": self.face,
+            "box": [round(float(v), 1) for v in self.box],
+        }
+        if self.time is not None:
+            rec["time"] = round(float(self.time), 3)
+        return rec
+
+    @classmethod
+    def from_record(cls, rec: Mapping[str, Any]) -> FaceRef:
+        box = rec.get("box") or [0, 0, 0, 0]
+        t = rec.get("time")
+        return cls(
+            str(rec["source"]),
+            int(rec.get("face", 0)),
+            tuple(float(v) for v in box),  # type: ignore[arg-type]
+            None if t is None else float(t),
+        )
+
+
+@dataclass
+class Cluster:
+    """One group of faces believed to be one person.
+
+    Attributes:
+        id: stable id (``c-0001``...), see :func:`assign_ids`.
+        members: ``(k,) int64`` row indices into the clustered embeddings, in source order.
+        medoid: row index of the representative face (highest total evidence to the others).
+        cohesion: mean fused evidence of the other members to the medoid (larger = tighter;
+            compare with the calibration threshold).
+        person, name: set when the cluster was enrolled (``facekit enroll``) or carried over
+            from a previous run.
+        suggestions: nearest known people (``--suggest``), filled by the CLI.
+    """
+
+    id: str
+    members: np.ndarray
+    medoid: int
+    cohesion: float
+    person: str | None = None
+    name: str | None = None
+    suggestions: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return len(self.members)
+
+
+@dataclass
+class ClusterResult:
+    """Clusters and noise of one run.
+
+    Attributes:
+        labels: ``(n,) int64`` cluster position per face (index into ``clusters``), -1 = noise.
+        clusters: clusters, largest first (ties: earliest member first).
+        noise: ``(m,) int64`` row indices of faces left unclustered.
+        method: clustering method.
+        threshold: fused-evidence cut used.
+        refs: per-face :class:`FaceRef` (``None`` when clustering bare embeddings).
+        next_id: the next fresh id number (kept in the cluster file so ids are never reused).
+        models: recogniser fingerprints of the embeddings.
+    """
+
+    labels: np.ndarray
+    clusters: list[Cluster]
+    noise: np.ndarray
+    method: str
+    threshold: float
+    refs: list[FaceRef] | None = None
+    next_id: int = 1
+    models: dict[str, str] = field(default_factory=dict)
+
+    def cluster(self, cluster_id: str) -> Cluster:
+        for c in self.clusters:
+            if c.id == cluster_id:
+                return c
+        raise KeyError(cluster_id)
+
+    def _ref(self, i: int) -> dict[str, Any]:
+        if self.refs is None:
+            return {"index": int(i)}
+        return self.refs[int(i)].to_record()
+
+    def to_record(self) -> dict[str, Any]:
+        """The JSON document (``facekit cluster --format json`` and the ``-o`` file)."""
+        clusters = []
+        for c in self.clusters:
+            rec: dict[str, Any] = {
+                "id": c.id,
+                "size": c.size,
+                "person": c.person,
+                "name": c.name,
+                "cohesion": round(float(c.cohesion), 4),
+                "representative": self._ref(c.medoid),
+                "members": [self._ref(i) for i in c.members],
+            }
+            if c.suggestions:
+                rec["suggestions"] = c.suggestions
+            rec.update(c.extra)
+            clusters.append(rec)
+        return {
+            "version": FORMAT_VERSION,
+            "method": self.method,
+            "threshold": round(float(self.threshold), 4),
+            "models": self.models,
+            "faces": int(len(self.labels)),
+            "next_id": self.next_id,
+            "clusters": clusters,
+            "noise": [self._ref(i) for i in self.noise],
+        }
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One flat row per cluster (table / CSV)."""
+        rows = []
+        for c in self.clusters:
+            rep = self._ref(c.medoid)
+            row: dict[str, Any] = {
+                "id": c.id,
+                "size": c.size,
+                "person": c.person or "",
+                "name": c.name or "",
+                "cohesion": round(float(c.cohesion), 2),
+                "representative": f"{rep.get('source', rep.get('index'))}#{rep.get('face', 0)}",
+                "sources": len({self._ref(i).get("source") for i in c.members}),
+            }
+            if c.suggestions:
+                row["suggestion"] = ", ".join(
+                    f"{s['person']} ({s['confidence']:.0f})" for s in c.suggestions[:3]
+                )
+            rows.append(row)
+        if len(self.noise):
+            rows.append({"id": "noise", "size": int(len(self.noise))})
+        return rows
+
+
+def evidence_matrix(embeddings: Embeddings, calibration: Calibration) -> np.ndarray:
+    """``(n, n) float64`` pairwise fused evidence (larger = more alike).
+
+    Raises:
+        UsageError: a calibrated model is missing from ``embeddings``.
+    """
+    missing = [m for m in calibration.models if m not in embeddings.vectors]
+    if missing:
+        raise UsageError(
+            f"embeddings lack model(s) {', '.join(missing)} "
+            f"(have {', '.join(embeddings.models) or 'none'})"
+        )
+    v = embeddings.vectors
+    return np.asarray(calibration.pairwise_evidence(v, v), np.float64)
+
+
+def cluster_faces(
+    embeddings: Embeddings,
+    calibration: Calibration,
+    *,
+    method: str = "agglomerative",
+    min_size: int = 2,
+    threshold: float | None = None,
+    refs: Sequence[FaceRef] | None = None,
+    previous: Mapping[str, Any] | None = None,
+) -> ClusterResult:
+    """Group faces by identity; faces that fit no group are noise.
+
+    Args:
+        embeddings: ``n`` faces, every model of ``calibration`` present (``(n, dim) float32``
+            L2-normalised each).
+        calibration: evidence fusion and the same-person threshold.
+        method: ``"agglomerative"`` (average linkage cut at the threshold; default),
+            ``"hdbscan"`` (density based, ``min_cluster_size=min_size``) or ``"dbscan"``
+            (``eps`` at the threshold, ``min_samples=min_size``).
+        min_size: smallest group reported as a cluster; smaller groups become noise.
+        threshold: fused-evidence cut (default: :func:`cluster_threshold`).
+        refs: where each face comes from; orders ids and enables matching to ``previous``.
+        previous: a previous cluster document (:func:`read_cluster_file`) whose ids, persons
+            and names are kept for the clusters that share faces with it.
+
+    Returns:
+        A :class:`ClusterResult` with stable ids (see :func:`assign_ids`).
+
+    Example:
+        >>> cal = Calibration.default(["dlib"])
+        >>> res = cluster_faces(table.embeddings(), cal, refs=refs)  # doctest: +SKIP
+        >>> [(c.id, c.size) for c in res.clusters]  # doctest: +SKIP
+        [('c-0001', 10), ('c-0002', 9)]
+    """
+    if method not in METHODS:
+        raise UsageError(f"unknown clustering method {method!r} (choose from {', '.join(METHODS)})")
+    if min_size < 1:
+        raise UsageError("min_size must be at least 1")
+    n = len(embeddings)
+    if refs is not None and len(refs) != n:
+        raise ValueError(f"refs has {len(refs)} entries for {n} faces")
+    if threshold is not None:
+        thr = float(threshold)
+    elif method == "dbscan":
+        # DBSCAN links through any single pair (single linkage): it needs identify's stricter cut.
+        thr = float(calibration.threshold)
+    else:
+        thr = cluster_threshold()  # hdbscan ignores it (reported only)
+    if n > LARGE_N:
+        log.warning(
+            "clustering %d faces needs a %d x %d matrix (%.1f GB)", n, n, n, n * n * 8 / 1e9
+        )
+    labels = np.full(n, -1, np.int64)
+    ev = evidence_matrix(embeddings, calibration) if n else np.zeros((0, 0))
+    # A single face is its own group (noise unless min_size is 1).
+    raw = _raw_labels(ev, thr, method, min_size) if n >= 2 else np.zeros(n, np.int64)
+    groups = [np.flatnonzero(raw == g) for g in np.unique(raw[raw >= 0])]
+    groups = [g for g in groups if len(g) >= min_size]
+    order = _face_order(n, refs)
+    rank = np.empty(n, np.int64)
+    rank[order] = np.arange(n)
+    clusters = []
+    for g in groups:
+        g = g[np.argsort(rank[g], kind="stable")]
+        medoid, cohesion = _medoid(ev, g)
+        clusters.append(Cluster("", g, medoid, cohesion))
+    # Largest first; ties by earliest member.
+    clusters.sort(key=lambda c: (-c.size, int(rank[c.members].min())))
+    for pos, c in enumerate(clusters):
+        labels[c.members] = pos
+    noise = np.flatnonzero(labels < 0)
+    noise = noise[np.argsort(rank[noise], kind="stable")]
+    result = ClusterResult(
+        labels,
+        clusters,
+        noise,
+        method,
+        thr,
+        list(refs) if refs is not None else None,
+        models=dict(embeddings.fingerprints),
+    )
+    assign_ids(result, previous)
+    return result
+
+
+def _raw_labels(ev: np.ndarray, thr: float, method: str, min_size: int) -> np.ndarray:
+    """Labels from scikit-learn on the distance ``top - evidence`` (>= 0, 0 on the diagonal)."""
+    # Average linkage is invariant to shifting every distance by a constant, so cutting
+    # ``top - evidence`` at ``top - thr`` merges two groups exactly when their mean
+    # evidence is >= thr.
+    off = ev[~np.eye(len(ev), dtype=bool)]
+    top = float(max(off.max(), thr)) + 1.0
+    dist = top - ev
+    np.fill_diagonal(dist, 0.0)
+    dist = np.maximum(dist, 0.0)
+    cut = top - thr
+    if method == "agglomerative":
+        from sklearn.cluster import AgglomerativeClustering
+
+        # sklearn merges while the linkage distance is < distance_threshold; nudge so that
+        # mean evidence exactly at the threshold merges too.
+        model = AgglomerativeClustering(
+            n_clusters=None,
+            metric="precomputed",
+            linkage="average",
+            distance_threshold=cut + 1e-9,
+        )
+        return model.fit_predict(dist).astype(np.int64)
+    if method == "dbscan":
+        from sklearn.cluster import DBSCAN
+
+        return DBSCAN(eps=cut, min_samples=max(min_size, 2), metric="precomputed").fit_predict(dist)
+    from sklearn.cluster import HDBSCAN
+
+    return HDBSCAN(min_cluster_size=max(min_size, 2), metric="precomputed", copy=True).fit_predict(
+        dist
+    )
+
+
+def _face_order(n: int, refs: Sequence[FaceRef] | None) -> np.ndarray:
+    if refs is None:
+        return np.arange(n)
+    return np.array(sorted(range(n), key=lambda i: refs[i].sort_key()), np.int64)
+
+
+def _medoid(ev: np.ndarray, members: np.ndarray) -> tuple[int, float]:
+    if len(members) == 1:
+        return int(members[0]), 0.0
+    sub = ev[np.ix_(members, members)].copy()
+    np.fill_diagonal(sub, 0.0)
+    best = int(np.argmax(sub.sum(axis=1)))
+    cohesion = float(sub[best].sum() / (len(members) - 1))
+    return int(members[best]), cohesion
+
+
+# --------------------------------------------------------------------------- stable ids
+def _iou(a: Sequence[float], b: Sequence[float]) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    ix = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    iy = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    inter = ix * iy
+    union = aw * ah + bw * bh - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _id_number(cid: str) -> int:
+    try:
+        return int(str(cid).rsplit("-", 1)[-1])
+    except ValueError:
+        return 0
+
+
+def _time_key(t: Any) -> float | None:
+    return None if t is None else round(float(t), 2)
+
+
+def assign_ids(result: ClusterResult, previous: Mapping[str, Any] | None = None) -> None:
+    """Give ``result``'s clusters stable ids, in place (see the module docs for the scheme).
+
+    Args:
+        result: clusters with ``refs``; ids and ``next_id`` are (re)written.
+        previous: a previous cluster document (``to_record()`` / :func:`read_cluster_file`).
+    """
+    next_id = 1
+    taken: dict[int, dict[str, Any]] = {}
+    if previous:
+        old_clusters = list(previous.get("clusters", []))
+        next_id = max(
+            [int(previous.get("next_id", 1))] + [_id_number(c["id"]) + 1 for c in old_clusters]
+        )
+        if result.refs is not None and old_clusters:
+            # (source, time) -> [(box, old cluster position)]
+            where: dict[tuple[str, float | None], list[tuple[Any, int]]] = {}
+            for pos, c in enumerate(old_clusters):
+                for m in c.get("members", []):
+                    key = (str(m["source"]), _time_key(m.get("time")))
+                    where.setdefault(key, []).append((m.get("box") or [0, 0, 0, 0], pos))
+            overlap: dict[tuple[int, int], int] = {}
+            for new_pos, c in enumerate(result.clusters):
+                for i in c.members:
+                    ref = result.refs[int(i)]
+                    best, best_iou = None, 0.5
+                    for box, pos in where.get((ref.source, _time_key(ref.time)), []):
+                        iou = _iou(ref.box, box)
+                        if iou >= best_iou:
+                            best, best_iou = pos, iou
+                    if best is not None:
+                        overlap[(new_pos, best)] = overlap.get((new_pos, best), 0) + 1
+            used_old: set[int] = set()
+            for (new_pos, old_pos), _count in sorted(
+                overlap.items(), key=lambda kv: (-kv[1], kv[0][1], kv[0][0])
+            ):
+                if new_pos in taken or old_pos in used_old:
+                    continue
+                taken[new_pos] = old_clusters[old_pos]
+                used_old.add(old_pos)
+    # Fresh ids in order of each cluster's earliest member (deterministic on a re-run).
+    order = _face_order(len(result.labels), result.refs)
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order))
+    fresh = sorted(
+        (p for p in range(len(result.clusters)) if p not in taken),
+        key=lambda p: int(rank[result.clusters[p].members].min()),
+    )
+    for pos, c in enumerate(result.clusters):
+        if pos in taken:
+            old = taken[pos]
+            c.id = str(old["id"])
+            c.person = old.get("person")
+            c.name = old.get("name")
+            for k in ("enrolled",):
+                if k in old:
+                    c.extra[k] = old[k]
+    for pos in fresh:
+        result.clusters[pos].id = f"c-{next_id:04d}"
+        next_id += 1
+    result.next_id = next_id
+
+
+# --------------------------------------------------------------------------- cluster files
+def read_cluster_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a cluster document written by ``facekit cluster -o``.
+
+    Raises:
+        InputError: missing, unreadable or not a cluster file.
+    """
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{p}: no such cluster file") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{p}: not a facekit cluster file ({' '.join(str(exc).split())})") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("clusters"), list):
+        raise InputError(f"{p}: not a facekit cluster file (no 'clusters' list)")
+    return doc
+
+
+def write_cluster_file(path: str | os.PathLike[str], doc: Mapping[str, Any]) -> None:
+    """Write a cluster document atomically."""
+    from .facetable import write_atomic
+    from .render import to_jsonable
+
+    text = json.dumps(to_jsonable(dict(doc)), ensure_ascii=False, indent=1) + "\n"
+    write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def centroid(embeddings: Embeddings) -> Embeddings:
+    """One L2-normalised mean embedding per model (``(1, dim)``), e.g. to match a cluster."""
+    out = {}
+    for m, v in embeddings.vectors.items():
+        c = v.mean(axis=0, keepdims=True)
+        out[m] = c / max(float(np.linalg.norm(c)), 1e-12)
+    return Embeddings(out, dict(embeddings.fingerprints))
