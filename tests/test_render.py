@@ -34,7 +34,7 @@ def test_to_jsonable():
 def _render(fmt, records=(), rows_list=(), **kw):
     out = io.StringIO()
     r = Renderer(fmt, out, **kw)
-    for rec, rows in zip(records, rows_list):
+    for rec, rows in zip(records, rows_list, strict=True):
         r.add(rec, rows)
     r.close()
     return out.getvalue()
