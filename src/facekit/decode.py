@@ -60,7 +60,7 @@ __all__ = [
 
 #: Extensions picked up when a folder is given.
 VIDEO_EXTENSIONS = frozenset(
-    ".mp4 .m4v .mov .mkv .webm .avi .wmv .flv .mpg .mpeg .ts .mts .m2ts .3gp .ogv .vob .divx .asf".split()
+    [".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".wmv", ".flv", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".3gp", ".ogv", ".vob", ".divx", ".asf"]
 )
 SAMPLINGS = ("auto", "exact", "keyframe")
 Sampling = str
