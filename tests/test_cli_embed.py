@@ -100,11 +100,6 @@ def test_ndjson_and_csv_on_stdout_only(album):
     assert "done:" in r.stderr and "done:" not in r.stdout
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli/runner.py builds the Renderer with columns=EMBED_TABLE_COLUMNS + ['dims'], so the "
-    "emb_<model> values it computes for CSV (face_rows(with_embeddings=True)) are dropped",
-)
 def test_csv_has_embedding_columns(album):
     r = embed(str(album), "--format", "csv", "-j", "1")
     rows = list(csv.DictReader(io.StringIO(r.stdout)))
@@ -144,11 +139,6 @@ def test_corrupt_file_exit_3_others_embedded(album, tmp_path):
     assert len(table.frame) == 3 and table.files[str(bad)]["error"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="types.py Embeddings.__post_init__ fails for 0 faces, so 'no face' is reported as an "
-    "input error (exit 3) instead of exit 1",
-)
 def test_no_face_exit_1(tmp_path):
     from PIL import Image
 

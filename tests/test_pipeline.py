@@ -59,7 +59,6 @@ def test_batch_continues_after_bad_files(pipe, bad_files, lfw):
     assert len(results[0].digest) == 64
 
 
-@pytest.mark.xfail(strict=True, reason=NO_FACE_BUG)
 def test_photo_without_a_face_is_not_an_error(pipe, tmp_path):
     from PIL import Image
 

@@ -67,10 +67,5 @@ def test_cli_import_loads_no_heavy_module():
     assert not loaded, f"`facekit --help` imports {sorted(loaded)}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="render.py imports numpy at module level and cli/common.py imports render.Format, so "
-    "`facekit --help` loads numpy (~50 ms of the 0.3 s budget)",
-)
 def test_cli_import_loads_no_numpy():
     assert "numpy" not in _imported_by_cli()

@@ -96,14 +96,12 @@ def test_embeddings_shapes_index_merge():
         Embeddings({"a": np.zeros((2, 4)), "b": np.zeros((3, 4))})
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=EMPTY_EMBEDDINGS_BUG)
 def test_embeddings_empty():
     e = Embeddings.empty({"dlib": 128}, {"dlib": "abc"})
     assert len(e) == 0 and e.vectors["dlib"].shape == (0, 128)
     assert e.fingerprints == {"dlib": "abc"}
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=EMPTY_EMBEDDINGS_BUG)
 def test_embeddings_of_zero_faces():
     # What Ensemble.embed builds for a photo without a face.
     e = Embeddings({"dlib": np.zeros((0, 128), np.float32)})

@@ -16,8 +16,6 @@ from collections.abc import Callable, Iterable, Sequence
 from enum import Enum
 from typing import IO, Any
 
-import numpy as np
-
 __all__ = ["Format", "Renderer", "to_jsonable", "render_rows"]
 
 
@@ -32,6 +30,8 @@ class Format(str, Enum):
 
 def to_jsonable(obj: Any) -> Any:
     """Convert numpy scalars/arrays, tuples and NaN into plain JSON values (NaN -> null)."""
+    import numpy as np  # lazily: `facekit --help` must not pay for numpy
+
     if isinstance(obj, dict):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

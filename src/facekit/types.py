@@ -124,7 +124,8 @@ class Embeddings:
         if len(lengths) > 1:
             raise ValueError(f"models disagree on the number of faces: {lengths}")
         for key, v in self.vectors.items():
-            self.vectors[key] = np.ascontiguousarray(v, dtype=np.float32).reshape(len(v), -1)
+            arr = np.ascontiguousarray(v, dtype=np.float32)
+            self.vectors[key] = arr if arr.ndim == 2 else arr.reshape(len(arr), -1)
 
     def __len__(self) -> int:
         return len(next(iter(self.vectors.values()))) if self.vectors else 0

@@ -94,8 +94,12 @@ def embed_inputs(paths: list[str], config: Any, *, output: Path | None, fmt: For
         if {k: previous.models.get(k) for k in want} != want:
             warn_line(f"{output}: written with other models or detector; re-embedding everything")
             previous = None
-    renderer = Renderer(resolve_format(fmt), columns=EMBED_TABLE_COLUMNS + ["dims"], title="faces") \
-        if (fmt is not None or (output is None and not sidecar)) else None
+    renderer = None
+    if fmt is not None or (output is None and not sidecar):
+        out_fmt = resolve_format(fmt)
+        # CSV keeps every column (embeddings included); the table shows a readable subset.
+        renderer = Renderer(out_fmt, columns=None if out_fmt is Format.csv else EMBED_TABLE_COLUMNS + ["dims"],
+                            title="faces")
     summary = Summary()
     results = []
     stream = embed_incremental(config, files, previous, force=force, workers=workers, progress=progress)
