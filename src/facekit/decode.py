@@ -313,11 +313,14 @@ def choose_sampling(info: VideoInfo, step: float | None, requested: str = "auto"
 
 # --------------------------------------------------------------------------- decoding
 def _to_rgb(frame: Any) -> np.ndarray:
+    # to_ndarray returns a view with padded rows (e.g. stride 768 for 250 px); dlib reads such
+    # arrays wrongly (it found half the faces, with lower scores), so always hand out a
+    # C-contiguous copy.
     rgb = frame.to_ndarray(format="rgb24")
     k = _norm_rotation(frame.rotation) // 90
     if k:
-        rgb = np.ascontiguousarray(np.rot90(rgb, k))
-    return rgb
+        rgb = np.rot90(rgb, k)
+    return np.ascontiguousarray(rgb)
 
 
 def iter_frames(

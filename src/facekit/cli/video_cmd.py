@@ -1,0 +1,183 @@
+"""``facekit video``: who appears in a video, and when."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..errors import InputError, UsageError
+from ..render import Format, Renderer
+from .common import (
+    DbOpt,
+    DownloadBars,
+    FormatOpt,
+    OfflineOpt,
+    QuietOpt,
+    VerboseOpt,
+    default_db,
+    handle_errors,
+    resolve_format,
+    setup_logging,
+    stderr,
+    warn_line,
+)
+
+
+class SamplingChoice(str, Enum):
+    auto = "auto"
+    exact = "exact"
+    keyframe = "keyframe"
+
+
+def video_cmd(
+    paths: Annotated[list[str] | None, typer.Argument(metavar="FILE_OR_DIR...", help="Videos, or folders searched recursively for video files.", show_default=False)] = None,
+    db: DbOpt = None,
+    interval: Annotated[float, typer.Option("--interval", "-i", min=0.01, help="Seconds between sampled frames.")] = 5.0,
+    frames: Annotated[int | None, typer.Option("--frames", "-n", min=1, help="Instead of --interval: this many frames spread evenly over 5%-95% of the runtime.")] = None,
+    start: Annotated[float | None, typer.Option("--start", min=0, help="Start at this many seconds.")] = None,
+    end: Annotated[float | None, typer.Option("--end", min=0, help="Stop at this many seconds.")] = None,
+    sampling: Annotated[SamplingChoice, typer.Option("--sampling", case_sensitive=False, help="exact: frames at the exact times (seek + decode forward); keyframe: the keyframe nearest each time (cheapest); auto: keyframe when keyframes are at most two intervals apart, else exact.")] = SamplingChoice.auto,
+    min_confidence: Annotated[float | None, typer.Option("--min-confidence", min=0, max=100, help="Name a face only at or above this confidence (default 50 = the calibrated threshold); weaker faces count as unknown.")] = None,
+    crops: Annotated[Path | None, typer.Option("--crops", help="Save the best face crop per person as DIR/<video>/<person>.jpg.")] = None,
+    embed_crops: Annotated[bool, typer.Option("--embed-crops", help="Put each person's best crop inline in JSON/NDJSON as a base64 JPEG ('crop').")] = False,
+    detections: Annotated[Path | None, typer.Option("--detections", help="Write every sampled face (time, box, identity, confidence, track) to this Parquet file.")] = None,
+    timeline: Annotated[Path | None, typer.Option("--timeline", help="Draw a timeline PNG (people on rows, segments as bars). Several videos: OUT-<video>.png.")] = None,
+    sprite: Annotated[Path | None, typer.Option("--sprite", help="A Stash sprite sheet to read instead of a video (needs --vtt).")] = None,
+    vtt: Annotated[Path | None, typer.Option("--vtt", help="The sprite's WebVTT index (cues with #xywh=x,y,w,h).")] = None,
+    keep_single: Annotated[bool, typer.Option("--keep-single-unknowns", help="Also list unknown faces seen in only one sample.")] = False,
+    fmt: FormatOpt = None,
+    offline: OfflineOpt = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = 0,
+) -> None:
+    """Find who appears in videos and when: one row per person with time segments.
+
+    Samples one frame every --interval seconds (or --frames N spread over the runtime),
+    identifies the faces against a database made by build-index, and joins each person's
+    sightings into segments [start, end] in seconds (a gap of more than two sampling steps
+    splits a segment). Unknown faces that recur become tracks unknown-1, unknown-2, ... with
+    their own segments and crops. Known people are ranked by frames x mean confidence.
+
+    Example:
+
+        facekit video talk.mp4 -d faces.db --interval 2 --timeline talk.png --crops crops/
+
+        facekit video ./recordings --format ndjson | jq -c '[.source, [.people[].person]]'
+
+        facekit video --sprite scene_sprite.jpg --vtt scene_thumbs.vtt -d faces.db
+
+    Exit codes: 0 a known person was found; 1 none was; 3 some files could not be read
+    (the others are still reported); 5 database error; 130 interrupted.
+    """
+    setup_logging(verbose, quiet)
+    with handle_errors():
+        from dataclasses import replace
+
+        from ..decode import iter_video_paths
+        from ..identify import Identifier
+        from ..index import Database
+        from ..pipeline import Pipeline
+        from ..video import (
+            PEOPLE_COLUMNS,
+            VideoOptions,
+            analyse_sprite,
+            analyse_video,
+            crops_base64,
+            draw_timeline,
+            save_crops,
+            write_detections,
+        )
+
+        if (sprite is None) != (vtt is None):
+            raise UsageError("--sprite and --vtt go together")
+        if sprite is None and not paths:
+            raise UsageError("give at least one video file or folder (or --sprite with --vtt)")
+        if start is not None and end is not None and end <= start:
+            raise UsageError(f"--end ({end}) must be after --start ({start})")
+        if detections is not None and detections.suffix.lower() != ".parquet":
+            raise UsageError(f"--detections writes Parquet: give a .parquet file, not {detections}")
+
+        database = Database.open(db or default_db())
+        config = database.config
+        if offline:
+            config = replace(config, offline=True)
+        config = replace(config, digest=False)
+        options = VideoOptions(interval=None if frames else interval, frames=frames, start=start, end=end,
+                               sampling=sampling.value, min_unknown_frames=1 if keep_single else 2,
+                               keep_detections=detections is not None,
+                               crops=bool(crops or embed_crops))
+        bars = DownloadBars(quiet)
+        try:
+            pipeline = Pipeline(config, bars)
+        finally:
+            bars.close()
+        identifier = Identifier(database, min_confidence=min_confidence)
+
+        jobs: list[tuple[str, Any]] = []
+        if sprite is not None:
+            jobs.append((str(sprite), lambda cb: analyse_sprite(sprite, vtt, database, pipeline, identifier, options,
+                                                                on_sample=cb)))
+        for p in iter_video_paths(list(paths or [])):
+            jobs.append((p, lambda cb, p=p: analyse_video(p, database, pipeline, identifier, options, on_sample=cb)))
+        if not jobs:
+            raise InputError(f"no video files found in {', '.join(paths or [])}")
+
+        out_fmt = resolve_format(fmt)
+        single = len(jobs) == 1
+        renderer = Renderer(out_fmt, columns=PEOPLE_COLUMNS, title="people",
+                            wrap=lambda recs: recs[0] if single and len(recs) == 1 else recs)
+        all_rows: list[dict[str, Any]] = []
+        errors = known = people = samples = 0
+        for source, job in jobs:
+            try:
+                report = _run_with_progress(job, source, quiet)
+            except InputError as exc:
+                errors += 1
+                if not quiet:
+                    warn_line(" ".join(str(exc).split()))
+                continue
+            if report.warning and not quiet:
+                warn_line(report.warning)
+            samples += report.samples
+            known += len(report.known)
+            people += len(report.people)
+            b64 = crops_base64(report) if embed_crops else None
+            rows = report.rows()
+            if not rows and out_fmt is Format.table:
+                rows = [{"source": source, "person": None, "segments": "(nobody)", "frames": 0}]
+            renderer.add(report.to_record(crops=b64), rows)
+            stem = Path(source).stem
+            if crops is not None:
+                save_crops(report, crops / stem)
+            if timeline is not None:
+                target = timeline if single else timeline.with_name(f"{timeline.stem}-{stem}{timeline.suffix or '.png'}")
+                draw_timeline(report, target)
+            if detections is not None:
+                all_rows.extend(report.detections)
+        renderer.close()
+        if detections is not None:
+            write_detections(all_rows, detections)
+        if not quiet:
+            stderr().print(f"done: {len(jobs)} videos, {samples} frames sampled, {known} known people "
+                           f"({people} incl. unknown tracks), {errors} errors", highlight=False)
+        raise typer.Exit(3 if errors else (0 if known else 1))
+
+
+def _run_with_progress(job: Any, source: str, quiet: bool) -> Any:
+    """Run one video with a progress line on stderr (sample count and current time)."""
+    if quiet:
+        return job(None)
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed} samples"),
+                  TextColumn("at {task.fields[at]}"), TimeElapsedColumn(), console=stderr(),
+                  transient=True) as progress:
+        task = progress.add_task(Path(source).name, total=None, at="0s")
+
+        def on_sample(frame: Any) -> None:
+            progress.update(task, advance=1, at=f"{frame.time:.1f}s")
+
+        return job(on_sample)

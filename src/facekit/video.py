@@ -1,0 +1,646 @@
+"""Who appears in a video, and when.
+
+:func:`analyse_video` streams sampled frames (:mod:`facekit.decode`) through the photo
+pipeline (detect -> align -> embed) and the identifier, and :class:`VideoAggregator` folds the
+per-face answers into one :class:`PersonTrack` per person:
+
+* **Segments.** A person's sampled detections are joined into one segment when they are in
+  consecutive samples, or when the gap between two detections is at most ``2 x step``
+  (``step`` = the median spacing of the samples actually used, so keyframe sampling with its
+  irregular times is handled); a longer gap splits. A segment runs from the first to the last
+  sample the person was seen in (a lone sighting is ``[t, t]``).
+* **Unknown faces** (``identity=None``) are linked into anonymous tracks ``unknown-1``, ...:
+  a face joins the track whose representative embeddings give the highest fused evidence
+  (:meth:`~facekit.calibration.Calibration.pairwise_evidence`) at or above the database's
+  calibrated threshold, else starts a new track. A track keeps the running mean of its
+  embeddings plus up to :data:`MAX_REPRESENTATIVES` sightings. Tracks seen in fewer than
+  ``min_unknown_frames`` samples (default 2) are dropped from ``people``: a face seen once is
+  too often a blurred or half-turned known person or a false detection to be worth enrolling.
+  Their rows stay in ``detections``.
+* **Ranking.** Known people first, by evidence ``sum of per-sample confidence / 100`` (i.e.
+  frames x mean confidence: someone seen often and clearly ranks above a single confident
+  glimpse), then unknown tracks by number of frames.
+* **Crops.** Only the best crop per person is kept in memory (``(112, 112, 3) uint8``): the
+  sample with the highest confidence (unknown tracks: the largest detected face).
+
+The library never prints; progress is reported through ``on_sample``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .decode import DecodeStats, Frame, iter_frames, iter_sprite
+
+log = logging.getLogger(__name__)
+
+__all__ = ["VideoOptions", "PersonTrack", "VideoReport", "VideoAggregator", "analyse_video", "analyse_frames",
+           "PEOPLE_COLUMNS", "DETECTION_COLUMNS", "MAX_REPRESENTATIVES"]
+
+#: Sightings an unknown track keeps for matching (besides its running mean).
+MAX_REPRESENTATIVES = 8
+CROP_SIZE = 112
+
+PEOPLE_COLUMNS = ["source", "person", "name", "segments", "frames", "confidence", "mean_confidence",
+                  "first_seen", "last_seen"]
+DETECTION_COLUMNS = ["source", "time", "frame", "face", "x", "y", "w", "h", "det_score", "person", "name",
+                     "confidence", "track"]
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    """How to sample and report a video.
+
+    Attributes:
+        interval: seconds between samples (ignored when ``frames`` is set).
+        frames: number of samples spread over 5%-95% of the runtime.
+        start, end: part of the file to look at (seconds).
+        sampling: ``"auto"``, ``"exact"`` or ``"keyframe"`` (see :mod:`facekit.decode`).
+        min_unknown_frames: unknown tracks seen in fewer samples are dropped from ``people``.
+        keep_detections: keep every per-face row in :attr:`VideoReport.detections`.
+        crops: keep the best face crop per person.
+    """
+
+    interval: float | None = 5.0
+    frames: int | None = None
+    start: float | None = None
+    end: float | None = None
+    sampling: str = "auto"
+    min_unknown_frames: int = 2
+    keep_detections: bool = True
+    crops: bool = True
+
+
+@dataclass
+class PersonTrack:
+    """One person (or anonymous ``unknown-N`` track) in one video.
+
+    Attributes:
+        person: person id, or ``unknown-N``.
+        name: display name (``None`` for unknown tracks or when the database has none).
+        known: ``True`` for a database person.
+        segments: ``[(start, end), ...]`` seconds.
+        times: times of the samples the person was seen in.
+        confidences: per-sample confidence 0-100 (best face of that sample; unknown: 0).
+        crop: ``(112, 112, 3) uint8`` best face crop, or ``None``.
+        crop_time: time of the crop's sample.
+    """
+
+    person: str
+    name: str | None
+    known: bool
+    segments: list[tuple[float, float]] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    confidences: list[float] = field(default_factory=list)
+    crop: np.ndarray | None = field(default=None, repr=False)
+    crop_time: float | None = None
+
+    @property
+    def frames(self) -> int:
+        return len(self.times)
+
+    @property
+    def confidence(self) -> float:
+        """Best per-sample confidence (0-100)."""
+        return max(self.confidences) if self.confidences else 0.0
+
+    @property
+    def mean_confidence(self) -> float:
+        return float(np.mean(self.confidences)) if self.confidences else 0.0
+
+    @property
+    def evidence(self) -> float:
+        """Ranking score: frames x mean confidence / 100."""
+        return float(sum(self.confidences)) / 100.0
+
+    @property
+    def first_seen(self) -> float:
+        return self.times[0] if self.times else math.nan
+
+    @property
+    def last_seen(self) -> float:
+        return self.times[-1] if self.times else math.nan
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "person": self.person,
+            "name": self.name,
+            "segments": [[round(a, 3), round(b, 3)] for a, b in self.segments],
+            "frames": self.frames,
+            "confidence": round(self.confidence, 2) if self.known else None,
+            "mean_confidence": round(self.mean_confidence, 2) if self.known else None,
+            "first_seen": round(self.first_seen, 3),
+            "last_seen": round(self.last_seen, 3),
+        }
+
+
+@dataclass
+class VideoReport:
+    """Everything :func:`analyse_video` found in one video.
+
+    Attributes:
+        source: the video path (or the sprite path).
+        duration: seconds (sprite: end of the last cue).
+        samples: number of sampled frames analysed.
+        sampling_used: ``"exact"``, ``"keyframe"``, ``"all"`` or ``"sprite"``.
+        frames_decoded: frames the decoder produced (the decoding cost).
+        sample_times: the timestamps actually analysed.
+        step: median seconds between samples (what segment joining used).
+        people: ranked :class:`PersonTrack` list.
+        detections: one dict per sampled face (see :data:`DETECTION_COLUMNS`).
+        warning: set when decoding stopped early on damaged data.
+        timings: seconds spent decoding and in detect+embed+identify.
+    """
+
+    source: str
+    duration: float
+    samples: int
+    sampling_used: str
+    frames_decoded: int
+    sample_times: list[float] = field(default_factory=list)
+    step: float = 0.0
+    people: list[PersonTrack] = field(default_factory=list)
+    detections: list[dict[str, Any]] = field(default_factory=list)
+    warning: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def known(self) -> list[PersonTrack]:
+        return [p for p in self.people if p.known]
+
+    def to_record(self, crops: dict[str, str] | None = None) -> dict[str, Any]:
+        """The JSON contract: ``source``, ``duration``, ``samples``, ``people`` (plus extras).
+
+        Args:
+            crops: person id -> base64 JPEG to put inline as ``crop`` (``--embed-crops``).
+        """
+        people = []
+        for p in self.people:
+            rec = p.to_record()
+            if crops and p.person in crops:
+                rec["crop"] = crops[p.person]
+            people.append(rec)
+        rec_all: dict[str, Any] = {
+            "source": self.source,
+            "duration": round(self.duration, 3),
+            "samples": self.samples,
+            "sampling": self.sampling_used,
+            "frames_decoded": self.frames_decoded,
+            "sample_times": [round(t, 3) for t in self.sample_times],
+            "people": people,
+        }
+        if self.warning:
+            rec_all["warning"] = self.warning
+        return rec_all
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One flat row per person for tables and CSV (``segments`` as ``a-b;c-d``)."""
+        out = []
+        for p in self.people:
+            r = p.to_record()
+            r["segments"] = "; ".join(f"{a:.1f}-{b:.1f}" for a, b in p.segments)
+            out.append({"source": self.source, **r})
+        return out
+
+
+# --------------------------------------------------------------------------- aggregation
+@dataclass
+class _Unknown:
+    label: str
+    mean: dict[str, np.ndarray]
+    reps: dict[str, list[np.ndarray]]
+    n: int = 0
+    best_size: float = -1.0
+
+
+def _segments(times: Sequence[float], sample_times: Sequence[float], step: float) -> list[tuple[float, float]]:
+    """Join sighting times into segments (see the module docstring)."""
+    if not times:
+        return []
+    order = {t: i for i, t in enumerate(sample_times)}
+    limit = 2.0 * step + 1e-6
+    segs = [[times[0], times[0]]]
+    for prev, t in zip(times, times[1:], strict=False):
+        consecutive = prev in order and t in order and order[t] - order[prev] == 1
+        if consecutive or (t - prev) <= limit:
+            segs[-1][1] = t
+        else:
+            segs.append([t, t])
+    return [(float(a), float(b)) for a, b in segs]
+
+
+class VideoAggregator:
+    """Folds per-sample faces and matches into per-person tracks.
+
+    Args:
+        calibration: the database's :class:`~facekit.calibration.Calibration` (links unknowns).
+        options: :class:`VideoOptions`.
+        source: written into detection rows.
+
+    Example:
+        >>> agg = VideoAggregator(db.calibration)
+        >>> agg.add(frame.time, frame.rgb, result.faces, result.embeddings, matches)
+        >>> people = agg.finish()
+    """
+
+    def __init__(self, calibration: Any, options: VideoOptions | None = None, source: str = ""):
+        self.cal = calibration
+        self.options = options or VideoOptions()
+        self.source = source
+        self.sample_times: list[float] = []
+        self.tracks: dict[str, PersonTrack] = {}
+        self.unknowns: list[_Unknown] = []
+        self.detections: list[dict[str, Any]] = []
+
+    def add(self, time: float, rgb: np.ndarray | None, faces: Any, embeddings: Any, matches: Sequence[Any],
+            frame_index: int | None = None) -> None:
+        """Add one sample: its faces (:class:`~facekit.types.Faces`), embeddings and matches (one per face)."""
+        self.sample_times.append(float(time))
+        best: dict[str, tuple[float, int, bool, str | None]] = {}  # label -> (score, face, known, name)
+        for i, m in enumerate(matches):
+            ident = getattr(m, "identity", None)
+            if ident is not None:
+                label, name, known, score = ident.person, ident.name, True, float(ident.confidence)
+            else:
+                label = self._link_unknown(embeddings, i, float(faces.size[i]) if len(faces) else 0.0)
+                name, known, score = None, False, float(faces.size[i]) if len(faces) else 0.0
+            if label not in best or score > best[label][0]:
+                best[label] = (score, i, known, name)
+            if self.options.keep_detections:
+                x, y, w, h = (float(v) for v in faces.xywh[i])
+                self.detections.append({
+                    "source": self.source, "time": round(float(time), 3), "frame": frame_index, "face": i,
+                    "x": round(x, 1), "y": round(y, 1), "w": round(w, 1), "h": round(h, 1),
+                    "det_score": round(float(faces.confidence[i]), 4),
+                    "person": ident.person if ident else None, "name": ident.name if ident else None,
+                    "confidence": round(float(ident.confidence), 2) if ident else None,
+                    "track": label,
+                })
+        for label, (score, i, known, name) in best.items():
+            tr = self.tracks.get(label)
+            if tr is None:
+                tr = self.tracks[label] = PersonTrack(label, name, known)
+            tr.times.append(float(time))
+            tr.confidences.append(score if known else 0.0)
+            better = tr.crop is None or (score > max(tr.confidences[:-1], default=-1.0) if known
+                                         else score > self._unknown(label).best_size)
+            if not known:
+                self._unknown(label).best_size = max(self._unknown(label).best_size, score)
+            if self.options.crops and rgb is not None and better:
+                from .align import box_crops
+
+                tr.crop = box_crops(rgb, faces.xyxy[i:i + 1], size=CROP_SIZE)[0]
+                tr.crop_time = float(time)
+
+    def _unknown(self, label: str) -> _Unknown:
+        return next(u for u in self.unknowns if u.label == label)
+
+    def _link_unknown(self, embeddings: Any, i: int, size: float) -> str:
+        vecs = getattr(embeddings, "vectors", {}) or {}
+        models = [m for m in self.cal.models if m in vecs]
+        if not models:
+            label = f"unknown-{len(self.unknowns) + 1}"
+            self.unknowns.append(_Unknown(label, {}, {}, 1))
+            return label
+        face = {m: vecs[m][i:i + 1] for m in models}
+        best_label, best_ev = None, -math.inf
+        for u in self.unknowns:
+            if not u.mean:
+                continue
+            cand = {m: np.vstack([_unit(u.mean[m])[None, :], *[r[None, :] for r in u.reps[m]]]) for m in models}
+            ev = float(np.max(self.cal.pairwise_evidence(face, cand)))
+            if ev > best_ev:
+                best_label, best_ev = u.label, ev
+        if best_label is not None and best_ev >= self.cal.threshold:
+            u = self._unknown(best_label)
+            u.n += 1
+            for m in models:
+                u.mean[m] = u.mean[m] + face[m][0]
+                reps = u.reps[m]
+                if len(reps) < MAX_REPRESENTATIVES:
+                    reps.append(face[m][0].copy())
+                else:  # keep a spread over time: replace the oldest but the first
+                    reps.pop(1)
+                    reps.append(face[m][0].copy())
+            return best_label
+        label = f"unknown-{len(self.unknowns) + 1}"
+        self.unknowns.append(_Unknown(label, {m: face[m][0].astype(np.float64) for m in models},
+                                      {m: [face[m][0].copy()] for m in models}, 1))
+        return label
+
+    @property
+    def step(self) -> float:
+        t = np.asarray(self.sample_times, float)
+        if len(t) < 2:
+            return self.options.interval or 1.0
+        d = np.diff(t)
+        d = d[d > 0]
+        return float(np.median(d)) if len(d) else (self.options.interval or 1.0)
+
+    def finish(self) -> list[PersonTrack]:
+        """Segments, the unknown filter and the ranking (module docstring); returns the people."""
+        step = self.step
+        known, unknown = [], []
+        for tr in self.tracks.values():
+            tr.segments = _segments(tr.times, self.sample_times, step)
+            if tr.known:
+                known.append(tr)
+            elif tr.frames >= self.options.min_unknown_frames:
+                unknown.append(tr)
+        known.sort(key=lambda p: (-p.evidence, p.first_seen))
+        unknown.sort(key=lambda p: (-p.frames, p.first_seen))
+        # Renumber kept unknown tracks 1..n in order of appearance for stable labels.
+        relabel = {p.person: f"unknown-{k + 1}" for k, p in enumerate(sorted(unknown, key=lambda p: p.first_seen))}
+        for p in unknown:
+            p.person = relabel[p.person]
+        for row in self.detections:
+            if row["person"] is None:
+                row["track"] = relabel.get(row["track"])
+        return known + unknown
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, np.float32)
+    n = float(np.linalg.norm(v))
+    return v / n if n > 0 else v
+
+
+# --------------------------------------------------------------------------- running
+def _analyse(pipeline: Any, rgb: np.ndarray) -> tuple[Any, Any]:
+    """Detect + embed one frame: ``(Faces, Embeddings)``.
+
+    Embeds only when a face was found: ``Embeddings`` of zero faces currently fail to build
+    (``types.Embeddings.__post_init__`` reshapes ``(0, dim)`` with ``-1``), and most video
+    samples have no face. Objects without a ``detector`` (test doubles) go through
+    ``process_rgb``.
+    """
+    from .types import Embeddings
+
+    detector = getattr(pipeline, "detector", None)
+    if detector is None:
+        result = pipeline.process_rgb(rgb, "", None)
+        return result.faces, result.embeddings
+    from .detect import detect_image
+
+    faces = detect_image(detector, rgb, pipeline.config.max_side)
+    if pipeline.config.min_face and len(faces):
+        faces = faces[faces.size >= pipeline.config.min_face]
+    if len(faces) == 0 or pipeline.ensemble is None:
+        return faces, Embeddings({})
+    return faces, pipeline.ensemble.embed(rgb, faces)
+
+
+def analyse_frames(
+    frames: Iterable[Frame],
+    pipeline: Any,
+    identifier: Any,
+    calibration: Any,
+    options: VideoOptions,
+    *,
+    source: str,
+    on_sample: Callable[[Frame], None] | None = None,
+    timings: dict[str, float] | None = None,
+) -> tuple[list[PersonTrack], VideoAggregator]:
+    """Run detect+embed+identify on each frame and aggregate. Frames are dropped after use."""
+    import time as _time
+
+    agg = VideoAggregator(calibration, options, source)
+    timings = timings if timings is not None else {}
+    timings.setdefault("decode", 0.0)
+    timings.setdefault("analyse", 0.0)
+    it: Iterator[Frame] = iter(frames)
+    while True:
+        t0 = _time.perf_counter()
+        try:
+            frame = next(it)
+        except StopIteration:
+            timings["decode"] += _time.perf_counter() - t0
+            break
+        t1 = _time.perf_counter()
+        timings["decode"] += t1 - t0
+        faces, embeddings = _analyse(pipeline, frame.rgb)
+        matches = identifier.match(embeddings) if len(faces) else []
+        agg.add(frame.time, frame.rgb, faces, embeddings, matches, frame.index)
+        timings["analyse"] += _time.perf_counter() - t1
+        if on_sample is not None:
+            on_sample(frame)
+        del frame, faces, embeddings
+    return agg.finish(), agg
+
+
+def analyse_video(
+    path: str | os.PathLike[str],
+    db: Any,
+    pipeline: Any,
+    identifier: Any,
+    options: VideoOptions | None = None,
+    *,
+    on_sample: Callable[[Frame], None] | None = None,
+) -> VideoReport:
+    """Find who appears in a video and when.
+
+    Args:
+        path: video file.
+        db: open :class:`~facekit.index.Database` (its calibration links unknown faces).
+        pipeline: a :class:`~facekit.pipeline.Pipeline` built from ``db.config``.
+        identifier: a :class:`~facekit.identify.Identifier` on ``db``.
+        options: sampling and reporting options.
+        on_sample: called after each analysed sample (progress bars).
+
+    Returns:
+        A :class:`VideoReport`.
+
+    Raises:
+        InputError: the file cannot be opened or decoded (one line naming it).
+
+    Example:
+        >>> db = Database.open("faces.db")
+        >>> report = analyse_video("talk.mp4", db, Pipeline(db.config), Identifier(db))
+        >>> [(p.person, p.segments) for p in report.people]
+    """
+    options = options or VideoOptions()
+    name = os.fspath(path)
+    stats = DecodeStats()
+    frames = iter_frames(name, interval=None if options.frames else options.interval, frames=options.frames,
+                         start=options.start, end=options.end, sampling=options.sampling, stats=stats)
+    timings: dict[str, float] = {}
+    people, agg = analyse_frames(frames, pipeline, identifier, db.calibration, options, source=name,
+                                 on_sample=on_sample, timings=timings)
+    info = stats.info
+    return VideoReport(name, info.duration if info else 0.0, len(agg.sample_times), stats.sampling, stats.decoded,
+                       agg.sample_times, agg.step, people, agg.detections if options.keep_detections else [],
+                       stats.warning, timings)
+
+
+def analyse_sprite(
+    sprite: str | os.PathLike[str],
+    vtt: str | os.PathLike[str],
+    db: Any,
+    pipeline: Any,
+    identifier: Any,
+    options: VideoOptions | None = None,
+    *,
+    on_sample: Callable[[Frame], None] | None = None,
+) -> VideoReport:
+    """Like :func:`analyse_video` on a Stash sprite sheet + WebVTT index (cue times, no video decoding)."""
+    options = options or VideoOptions()
+    stats = DecodeStats()
+    lo = options.start if options.start is not None else -math.inf
+    hi = options.end if options.end is not None else math.inf
+    frames = (f for f in iter_sprite(sprite, vtt, stats) if lo <= f.time < hi)
+    timings: dict[str, float] = {}
+    name = os.fspath(sprite)
+    people, agg = analyse_frames(frames, pipeline, identifier, db.calibration, options, source=name,
+                                 on_sample=on_sample, timings=timings)
+    from pathlib import Path
+
+    from .decode import parse_vtt
+
+    cues = parse_vtt(Path(vtt).read_text(encoding="utf-8-sig", errors="replace"), os.fspath(vtt))
+    return VideoReport(name, max(c.end for c in cues), len(agg.sample_times), "sprite", stats.decoded,
+                       agg.sample_times, agg.step, people, agg.detections, None, timings)
+
+
+# --------------------------------------------------------------------------- outputs
+def crop_jpeg(crop: np.ndarray, quality: int = 90) -> bytes:
+    """JPEG bytes of a ``(h, w, 3) uint8`` crop."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(crop, np.uint8)).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def crops_base64(report: VideoReport) -> dict[str, str]:
+    """person id -> base64 JPEG of the best crop (for ``--embed-crops``)."""
+    import base64
+
+    return {p.person: base64.b64encode(crop_jpeg(p.crop)).decode("ascii") for p in report.people if p.crop is not None}
+
+
+def save_crops(report: VideoReport, folder: str | os.PathLike[str]) -> list[str]:
+    """Write ``<folder>/<person>.jpg`` for each person with a crop; returns the paths written."""
+    from pathlib import Path
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for p in report.people:
+        if p.crop is None:
+            continue
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in p.person) or "person"
+        path = out / f"{safe}.jpg"
+        path.write_bytes(crop_jpeg(p.crop))
+        written.append(str(path))
+    return written
+
+
+def write_detections(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> None:
+    """Write per-face detection rows (:data:`DETECTION_COLUMNS`) to Parquet, atomically."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    df = pd.DataFrame(list(rows), columns=DETECTION_COLUMNS)
+    for col in ("person", "name", "track", "source"):
+        df[col] = df[col].astype("string")
+    df["frame"] = df["frame"].astype("Int64")
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, target)
+
+
+_PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+            (227, 119, 194), (188, 189, 34), (23, 190, 207)]
+
+
+def _nice_step(span: float, target_ticks: int = 8) -> float:
+    raw = max(span, 1e-6) / target_ticks
+    for s in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200):
+        if s >= raw:
+            return float(s)
+    return float(math.ceil(raw / 3600) * 3600)
+
+
+def _clock(t: float, step: float) -> str:
+    t = int(round(t))
+    if step < 60 and t < 60:
+        return f"{t}s"
+    h, rem = divmod(t, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def draw_timeline(report: VideoReport, path: str | os.PathLike[str], *, width: int = 1100) -> None:
+    """Draw a timeline PNG: one row per person, a bar per segment, a time axis with ticks.
+
+    Segments of a single sample are drawn as bars half a sampling step wide on each side, so
+    they stay visible; small grey ticks under the axis mark the analysed sample times.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    people = report.people
+    label_w, row_h, top, bottom, right = 200, 30, 44, 56, 24
+    height = top + max(len(people), 1) * row_h + bottom
+    img = Image.new("RGB", (width, height), "white")
+    d = ImageDraw.Draw(img)
+    try:
+        font = ImageFont.load_default(size=13)
+    except TypeError:  # Pillow < 10.1
+        font = ImageFont.load_default()
+    duration = report.duration or (max(report.sample_times) if report.sample_times else 1.0) or 1.0
+    x0, x1 = label_w, width - right
+
+    def x_of(t: float) -> float:
+        return x0 + (x1 - x0) * min(max(t / duration, 0.0), 1.0)
+
+    title = f"{os.path.basename(report.source)}  -  {report.samples} samples ({report.sampling_used}), " \
+            f"{_clock(duration, 60)} long"
+    d.text((10, 12), title, fill="black", font=font)
+    axis_y = top + max(len(people), 1) * row_h + 6
+    half = max(report.step, duration / 400) / 2
+    step = _nice_step(duration)
+    for k in range(0, len(people), 2):
+        d.rectangle([0, top + k * row_h, width, top + (k + 1) * row_h - 1], fill=(245, 245, 245))
+    t = 0.0
+    while t <= duration + 1e-6:
+        d.line([x_of(t), top, x_of(t), axis_y], fill=(225, 225, 225))
+        t += step
+    for k, p in enumerate(people):
+        y = top + k * row_h
+        label = p.person if not p.name or p.name == p.person else f"{p.name} ({p.person})"
+        if p.known:
+            label += f"  {p.confidence:.0f}%"
+        d.text((10, y + 8), label[:30], fill="black" if p.known else (110, 110, 110), font=font)
+        color = _PALETTE[k % len(_PALETTE)] if p.known else (150, 150, 150)
+        for a, b in p.segments:
+            xa, xb = x_of(a - half), x_of(b + half)
+            d.rectangle([xa, y + 6, max(xb, xa + 2), y + row_h - 7], fill=color)
+    if not people:
+        d.text((x0 + 10, top + 8), "nobody found", fill=(110, 110, 110), font=font)
+    d.line([x0, axis_y, x1, axis_y], fill="black", width=1)
+    t = 0.0
+    while t <= duration + 1e-6:
+        x = x_of(t)
+        d.line([x, axis_y, x, axis_y + 6], fill="black")
+        d.text((x - 10, axis_y + 9), _clock(t, step), fill="black", font=font)
+        t += step
+    for st in report.sample_times:
+        x = x_of(st)
+        d.line([x, axis_y + 28, x, axis_y + 33], fill=(160, 160, 160))
+    d.text((x1 - 140, axis_y + 36), "time (samples below axis)", fill=(110, 110, 110), font=font)
+    from pathlib import Path
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
