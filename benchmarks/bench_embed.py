@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -51,6 +52,7 @@ def bench_models(photos: list[str], n: int, n_cnn: int) -> None:
     set_threads(1)  # one core per process, as in the CLI's workers: rates per core
     imgs = [load_image(p).rgb for p in spread(photos, n)]
     print(f"\n### Detectors (one thread, {n} lfw-dev photos of 250x250 spread over the people)\n")
+    print(f"load average before: {os.getloadavg()[0]:.1f}\n")
     print("| detector | photos | faces | ms/photo | faces/s |")
     print("|---|---|---|---|---|")
     for name, count in (("dlib-hog", n), ("dlib-cnn", n_cnn), ("yunet", n), ("retinaface", n)):
@@ -85,12 +87,30 @@ def timed(cmd: list[str], env: dict[str, str], **kw) -> tuple[float, subprocess.
     return time.perf_counter() - t0, proc
 
 
-def bench_cli(lfw: Path, photos: list[str], tmp: Path, env: dict[str, str], repeat: int) -> None:
+def timed_cpu(
+    cmd: list[str], env: dict[str, str]
+) -> tuple[float, float, float, subprocess.CompletedProcess]:
+    """Wall seconds, CPU seconds (user + sys of the command and its workers), load before, result.
+
+    CPU seconds do not grow when other processes compete for the cores, so they show whether a
+    slow wall time was noise.
+    """
+    load = os.getloadavg()[0]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    dt, proc = timed(cmd, env)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return dt, cpu, load, proc
+
+
+def bench_cli(
+    lfw: Path, photos: list[str], tmp: Path, env: dict[str, str], repeat: int, skip_fr: bool = False
+) -> None:
     facekit = str(BIN / "facekit")
     n = len(photos)
     print(f"\n### `facekit embed` over lfw-dev ({n} photos)\n")
-    print("| command | wall s | photos/s |")
-    print("|---|---|---|")
+    print("| command | wall s | photos/s | CPU s | load before |")
+    print("|---|---|---|---|---|")
     out = tmp / "f.parquet"
     for workers in (1, 2):
         for _ in range(repeat):
@@ -116,6 +136,8 @@ def bench_cli(lfw: Path, photos: list[str], tmp: Path, env: dict[str, str], repe
 
     # face_recognition's CLI reads one flat folder: link every photo into one; one known face.
     fr = shutil.which("face_recognition", path=str(BIN)) or shutil.which("face_recognition")
+    if skip_fr:
+        return
     if not fr:
         print("\nface_recognition CLI not installed: skipped")
         return
@@ -165,6 +187,7 @@ def main() -> None:
         "--cnn-photos", type=int, default=5, help="photos for dlib-cnn (about 1 s each)"
     )
     ap.add_argument("--repeat", type=int, default=1, help="repeat each CLI run")
+    ap.add_argument("--skip-face-recognition", action="store_true", help="only time facekit embed")
     args = ap.parse_args()
     only = set(args.only or ["models", "cli", "startup"])
     shared = shared_dir()
@@ -185,7 +208,7 @@ def main() -> None:
         if "models" in only:
             bench_models(photos, args.photos, args.cnn_photos)
         if "cli" in only:
-            bench_cli(lfw, photos, tmp, env, args.repeat)
+            bench_cli(lfw, photos, tmp, env, args.repeat, args.skip_face_recognition)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -9,11 +9,6 @@ import pytest
 
 from facekit.pipeline import Pipeline, PipelineConfig, run_paths
 
-NO_FACE_BUG = (
-    "types.py Embeddings.__post_init__: reshape(len(v), -1) fails for 0 rows, so a photo "
-    "without a face comes back as an error instead of 0 faces"
-)
-
 
 @pytest.fixture(scope="module")
 def pipe():

@@ -8,11 +8,6 @@ import pytest
 from facekit.types import Embeddings, Faces, ImageResult
 from factories import make_embeddings, make_faces
 
-EMPTY_EMBEDDINGS_BUG = (
-    "types.py Embeddings.__post_init__ reshapes with reshape(len(v), -1), which numpy refuses for "
-    "0 rows: every photo without a face becomes an error"
-)
-
 
 def test_faces_shapes_and_dtypes():
     f = make_faces(3)
