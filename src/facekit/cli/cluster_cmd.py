@@ -431,6 +431,11 @@ def _parse_excludes(items: list[str]) -> tuple[set[str], set[tuple[str, int]]]:
     return whole, faces
 
 
+def _excluded(source: str, whole: set[str]) -> bool:
+    """``source`` is excluded as a file, or lies inside an excluded folder."""
+    return any(source == w or source.startswith(w.rstrip("/\\") + os.sep) for w in whole)
+
+
 def _member_embeddings(members: list[dict[str, Any]], table: Any, models: list[str]) -> Any:
     """Embeddings of ``members`` from a face table (matched by source, time and box IoU)."""
     from ..cluster import _iou
@@ -508,7 +513,7 @@ def enroll_cmd(
             "--exclude",
             "-x",
             metavar="SOURCE[#FACE]",
-            help="Leave out a wrongly clustered face (SOURCE#FACE) or every face of SOURCE. Repeatable.",
+            help="Leave out a wrongly clustered face (SOURCE#FACE), every face of SOURCE, or of a folder. Repeatable.",
         ),
     ] = None,
     quiet: QuietOpt = False,
@@ -545,7 +550,8 @@ def enroll_cmd(
         members = [
             m
             for m in cluster["members"]
-            if m["source"] not in whole and (m["source"], int(m.get("face", 0))) not in faces
+            if not _excluded(m["source"], whole)
+            and (m["source"], int(m.get("face", 0))) not in faces
         ]
         if not members:
             if not quiet:
