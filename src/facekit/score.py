@@ -183,7 +183,9 @@ def score_records(records: Iterable[dict[str, Any]]) -> ScoreTable:
                 if not isinstance(ident, dict) or not ident.get("person"):
                     continue
                 pid = str(ident["person"])
-                cand = next((c for c in face.get("candidates") or [] if c.get("person") == pid), {})
+                cand: dict[str, Any] = next(
+                    (c for c in face.get("candidates") or [] if c.get("person") == pid), {}
+                )
                 conf = _num(ident.get("confidence"))
                 if conf is None:
                     conf = _num(cand.get("confidence"))
@@ -225,7 +227,7 @@ def _parse(text: str, name: str) -> Iterator[dict[str, Any]]:
                 continue
             try:
                 item = json.loads(line)
-            except ValueError as exc:
+            except json.JSONDecodeError as exc:
                 raise InputError(f"{name}:{lineno}: not JSON or NDJSON ({exc.msg})") from None
             yield from _flatten(item)
         return
