@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import typer
 
 from ..errors import InputError, UsageError
@@ -144,6 +143,8 @@ def _collect(
 
 
 def _refs(table: Any) -> list[Any]:
+    import numpy as np
+
     from ..cluster import FaceRef
 
     f = table.frame
@@ -194,6 +195,7 @@ def suggest(result: Any, embeddings: Any, db: Any, top_k: int = 3) -> None:
 
 def write_sheets(result: Any, folder: Path, *, per_sheet: int = 64, thumb: int = 112) -> int:
     """One contact-sheet PNG per cluster (grid of face thumbnails); returns sheets written."""
+    import numpy as np
     from PIL import Image, ImageDraw
 
     from ..align import box_crops
@@ -237,7 +239,7 @@ def write_sheets(result: Any, folder: Path, *, per_sheet: int = 64, thumb: int =
     return written
 
 
-def _video_frame(source: str, t: float) -> np.ndarray | None:
+def _video_frame(source: str, t: float) -> Any:
     try:
         from ..decode import iter_frames
 
@@ -438,6 +440,8 @@ def _excluded(source: str, whole: set[str]) -> bool:
 
 def _member_embeddings(members: list[dict[str, Any]], table: Any, models: list[str]) -> Any:
     """Embeddings of ``members`` from a face table (matched by source, time and box IoU)."""
+    import numpy as np
+
     from ..cluster import _iou
 
     f = table.frame
@@ -469,6 +473,8 @@ def _member_embeddings(members: list[dict[str, Any]], table: Any, models: list[s
 
 def _reembed(members: list[dict[str, Any]], config: Any) -> Any:
     """Re-detect and embed the members' photos; pick each member's face by box overlap."""
+    import numpy as np
+
     from ..cluster import _iou
     from ..pipeline import Pipeline
     from ..types import Embeddings
@@ -567,6 +573,8 @@ def enroll_cmd(
             if not quiet:
                 warn_line(f"{fp}: embeddings not usable for this database; re-embedding the photos")
             emb = _reembed(members, database.config)
+        import numpy as np
+
         boxes = np.array([m["box"] for m in members], float)
         sources = [
             m["source"] if m.get("time") is None else f"{m['source']}@{float(m['time']):.2f}"
