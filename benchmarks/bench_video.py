@@ -48,13 +48,19 @@ def make_video(path: Path, minutes: float, fps: int = 30) -> Path:
     face = np.asarray(Image.open(FR / "obama.jpg").convert("RGB").resize((240, 300)))
     h, w = 720, 1280
     yy, xx = np.mgrid[0:h, 0:w]
-    base = np.stack([(xx * 255 // w), (yy * 255 // h), ((xx + yy) * 255 // (w + h))], -1).astype(np.int16)
-    base += np.random.default_rng(0).integers(-12, 12, (h, w, 3), dtype=np.int16)  # some texture to code
+    base = np.stack([(xx * 255 // w), (yy * 255 // h), ((xx + yy) * 255 // (w + h))], -1).astype(
+        np.int16
+    )
+    base += np.random.default_rng(0).integers(
+        -12, 12, (h, w, 3), dtype=np.int16
+    )  # some texture to code
     base = np.clip(base, 0, 255).astype(np.uint8)
     loop = 90
 
     def yuv(rgb: np.ndarray) -> np.ndarray:
-        return av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p").to_ndarray()
+        return (
+            av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p").to_ndarray()
+        )
 
     with_face, without = [], []
     for i in range(loop):
@@ -62,7 +68,7 @@ def make_video(path: Path, minutes: float, fps: int = 30) -> Path:
         without.append(yuv(img))
         x = int(100 + (w - 440) * (0.5 + 0.5 * np.sin(2 * np.pi * i / loop)))
         img = img.copy()
-        img[200:500, x:x + 240] = face
+        img[200:500, x : x + 240] = face
         with_face.append(yuv(img))
     tmp = path.with_suffix(".part.mp4")
     n = int(minutes * 60 * fps)
@@ -110,7 +116,10 @@ def gallery(folder: Path) -> Path:
     if folder.exists():
         shutil.rmtree(folder)
     shutil.copytree(FR / "knn_examples" / "train", folder)
-    for name, person in (("lin-manuel-miranda.png", "lin_manuel_miranda"), ("alex-lacamoire.png", "alex_lacamoire")):
+    for name, person in (
+        ("lin-manuel-miranda.png", "lin_manuel_miranda"),
+        ("alex-lacamoire.png", "alex_lacamoire"),
+    ):
         (folder / person).mkdir(exist_ok=True)
         shutil.copy(FR / name, folder / person / name)
     return folder
@@ -128,22 +137,33 @@ def main() -> None:
     from facekit.decode import probe
 
     info = probe(video)
-    print(f"## {video.name}: {info.duration:.0f} s, {info.frames} frames, {info.fps:g} fps, "
-          f"keyframes every {info.keyframe_interval:.2f} s (median), {len(info.keyframes)} keyframes\n")
+    print(
+        f"## {video.name}: {info.duration:.0f} s, {info.frames} frames, {info.fps:g} fps, "
+        f"keyframes every {info.keyframe_interval:.2f} s (median), {len(info.keyframes)} keyframes\n"
+    )
     n_all, t_all = decode_all(video)
     print("| strategy | frames decoded | % of decode-all | samples | seconds | x real time |")
     print("|---|---|---|---|---|---|")
-    print(f"| decode every frame (no RGB) | {n_all} | 100% | - | {t_all:.2f} | {info.duration / t_all:.0f}x |")
+    print(
+        f"| decode every frame (no RGB) | {n_all} | 100% | - | {t_all:.2f} | {info.duration / t_all:.0f}x |"
+    )
     for mode in ("exact", "keyframe", "auto"):
         dec, kept, secs, used = sampled(video, mode, args.interval)
-        label = f"--interval {args.interval:g} --sampling {mode}" + (f" (-> {used})" if mode == "auto" else "")
-        print(f"| {label} | {dec} | {100 * dec / n_all:.1f}% | {kept} | {secs:.2f} | {info.duration / secs:.0f}x |")
+        label = f"--interval {args.interval:g} --sampling {mode}" + (
+            f" (-> {used})" if mode == "auto" else ""
+        )
+        print(
+            f"| {label} | {dec} | {100 * dec / n_all:.1f}% | {kept} | {secs:.2f} | {info.duration / secs:.0f}x |"
+        )
 
     db = args.out / "faces.db"
     people = gallery(args.out / "people")
     if db.exists():
         shutil.rmtree(db)
-    subprocess.run([sys.executable, "-m", "facekit", "build-index", str(people), "-d", str(db), "-q"], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "facekit", "build-index", str(people), "-d", str(db), "-q"],
+        check=True,
+    )
 
     from facekit.identify import Identifier
     from facekit.index import Database
@@ -156,22 +176,31 @@ def main() -> None:
     t0 = time.perf_counter()
     rep = analyse_video(video, database, pipe, ident, VideoOptions(interval=args.interval))
     total = time.perf_counter() - t0
-    print(f"\n## analyse_video --interval {args.interval:g} (auto -> {rep.sampling_used}): {rep.samples} samples, "
-          f"{rep.frames_decoded} frames decoded")
-    print(f"total {total:.1f} s = {info.duration / total:.0f}x real time; decode {rep.timings['decode']:.1f} s, "
-          f"detect+embed+identify {rep.timings['analyse']:.1f} s "
-          f"({100 * rep.timings['analyse'] / total:.0f}% of the run)")
+    print(
+        f"\n## analyse_video --interval {args.interval:g} (auto -> {rep.sampling_used}): {rep.samples} samples, "
+        f"{rep.frames_decoded} frames decoded"
+    )
+    print(
+        f"total {total:.1f} s = {info.duration / total:.0f}x real time; decode {rep.timings['decode']:.1f} s, "
+        f"detect+embed+identify {rep.timings['analyse']:.1f} s "
+        f"({100 * rep.timings['analyse'] / total:.0f}% of the run)"
+    )
     for p in rep.people:
-        print(f"  {p.person}: {p.frames} samples, best {p.confidence:.0f}, segments "
-              + ", ".join(f"{a:.0f}-{b:.0f}" for a, b in p.segments[:6]) + (" ..." if len(p.segments) > 6 else ""))
+        print(
+            f"  {p.person}: {p.frames} samples, best {p.confidence:.0f}, segments "
+            + ", ".join(f"{a:.0f}-{b:.0f}" for a, b in p.segments[:6])
+            + (" ..." if len(p.segments) > 6 else "")
+        )
 
     clip = SHARED / "videos" / "short_hamilton_clip.mp4"
     for interval in (1.0, 5.0):
         t0 = time.perf_counter()
         rep = analyse_video(clip, database, pipe, ident, VideoOptions(interval=interval))
         secs = time.perf_counter() - t0
-        print(f"\n## {clip.name} --interval {interval:g} ({rep.sampling_used}, {rep.samples} samples at "
-              f"{', '.join(f'{t:.2f}' for t in rep.sample_times)}; {secs:.1f} s)")
+        print(
+            f"\n## {clip.name} --interval {interval:g} ({rep.sampling_used}, {rep.samples} samples at "
+            f"{', '.join(f'{t:.2f}' for t in rep.sample_times)}; {secs:.1f} s)"
+        )
         print(json.dumps(rep.to_record()["people"], indent=None))
         if interval == 1.0:
             draw_timeline(rep, args.out / "hamilton_timeline.png")

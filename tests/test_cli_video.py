@@ -27,12 +27,19 @@ def setup(tmp_path_factory: pytest.TempPathFactory):
 
     lfw = shared_dir() / "datasets" / "lfw-dev"
     if not lfw.is_dir():
-        pytest.skip(f"{lfw} not found: real-photo tests need the shared data folder (or FACEKIT_SHARED)")
+        pytest.skip(
+            f"{lfw} not found: real-photo tests need the shared data folder (or FACEKIT_SHARED)"
+        )
     if "video" not in [c.name for c in app.registered_commands]:
         pytest.skip("facekit video is not registered")
     tmp = tmp_path_factory.mktemp("clivideo")
     db = build_db(tmp, lfw)
-    plan = [(0, 10, "Bill_Clinton"), (10, 20, None), (20, 30, "Serena_Williams"), (30, 40, "Bill_Clinton")]
+    plan = [
+        (0, 10, "Bill_Clinton"),
+        (10, 20, None),
+        (20, 30, "Serena_Williams"),
+        (30, 40, "Bill_Clinton"),
+    ]
     video = make_slideshow(tmp / "slides.mp4", lfw, plan)
     nobody = make_slideshow(tmp / "nobody.mp4", lfw, [(0, 6, None)])
     return {"db": db, "video": video, "nobody": nobody, "tmp": tmp, "lfw": lfw}
@@ -43,9 +50,22 @@ def run(*args: str):
 
 
 def test_json_contract(setup, tmp_path: Path) -> None:
-    res = run(str(setup["video"]), "-d", str(setup["db"]), "--format", "json", "--interval", "5",
-              "--timeline", str(tmp_path / "t.png"), "--crops", str(tmp_path / "crops"),
-              "--detections", str(tmp_path / "det.parquet"), "-q")
+    res = run(
+        str(setup["video"]),
+        "-d",
+        str(setup["db"]),
+        "--format",
+        "json",
+        "--interval",
+        "5",
+        "--timeline",
+        str(tmp_path / "t.png"),
+        "--crops",
+        str(tmp_path / "crops"),
+        "--detections",
+        str(tmp_path / "det.parquet"),
+        "-q",
+    )
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     assert isinstance(doc, dict)
@@ -57,7 +77,16 @@ def test_json_contract(setup, tmp_path: Path) -> None:
     assert bill["segments"] == [[0, 5], [30, 35]] and bill["frames"] == 4
     assert 50 <= bill["confidence"] <= 100 and bill["name"] is None
     assert people["Serena_Williams"]["segments"] == [[20, 25]]
-    for key in ("person", "name", "segments", "frames", "confidence", "mean_confidence", "first_seen", "last_seen"):
+    for key in (
+        "person",
+        "name",
+        "segments",
+        "frames",
+        "confidence",
+        "mean_confidence",
+        "first_seen",
+        "last_seen",
+    ):
         assert key in bill
     assert Image.open(tmp_path / "t.png").size[0] == 1100
     crop = Image.open(tmp_path / "crops" / "slides" / "Bill_Clinton.jpg")
@@ -76,8 +105,19 @@ def test_several_videos_csv_ndjson_and_bad_file(setup, tmp_path: Path) -> None:
     folder.mkdir()
     (folder / "a.mp4").write_bytes(setup["video"].read_bytes())
     (folder / "notes.txt").write_text("not a video, and not picked up from a folder")
-    res = run(str(folder), str(bad), str(setup["nobody"]), "-d", str(setup["db"]), "-f", "ndjson",
-              "--sampling", "exact", "--interval", "10")
+    res = run(
+        str(folder),
+        str(bad),
+        str(setup["nobody"]),
+        "-d",
+        str(setup["db"]),
+        "-f",
+        "ndjson",
+        "--sampling",
+        "exact",
+        "--interval",
+        "10",
+    )
     assert res.exit_code == 3, res.output  # the bad file; the others are still reported
     lines = [json.loads(line) for line in res.stdout.splitlines()]
     assert [Path(rec["source"]).name for rec in lines] == ["a.mp4", "nobody.mp4"]
@@ -94,8 +134,19 @@ def test_exit_1_nobody_known_and_embed_crops(setup) -> None:
     res = run(str(setup["nobody"]), "-d", str(setup["db"]), "-f", "json", "-q")
     assert res.exit_code == 1, res.output
     assert json.loads(res.stdout)["people"] == []
-    res = run(str(setup["video"]), "-d", str(setup["db"]), "-f", "json", "-q", "--embed-crops",
-              "--start", "20", "--end", "30")
+    res = run(
+        str(setup["video"]),
+        "-d",
+        str(setup["db"]),
+        "-f",
+        "json",
+        "-q",
+        "--embed-crops",
+        "--start",
+        "20",
+        "--end",
+        "30",
+    )
     doc = json.loads(res.stdout)
     assert [p["person"] for p in doc["people"]] == ["Serena_Williams"]
     jpeg = base64.b64decode(doc["people"][0]["crop"])
@@ -103,7 +154,9 @@ def test_exit_1_nobody_known_and_embed_crops(setup) -> None:
 
 
 def test_min_confidence_makes_faces_unknown(setup) -> None:
-    res = run(str(setup["video"]), "-d", str(setup["db"]), "-f", "json", "-q", "--min-confidence", "100")
+    res = run(
+        str(setup["video"]), "-d", str(setup["db"]), "-f", "json", "-q", "--min-confidence", "100"
+    )
     assert res.exit_code == 1
     people = json.loads(res.stdout)["people"]
     assert people and all(p["person"].startswith("unknown-") and p["name"] is None for p in people)
@@ -125,13 +178,27 @@ def test_sprite(setup, tmp_path: Path) -> None:
     sheet = np.full((250, 1000, 3), 90, np.uint8)
     for k, who in enumerate(["Serena_Williams", None, None, "Serena_Williams"]):
         if who:
-            sheet[:, k * 250:(k + 1) * 250] = np.asarray(Image.open(lfw / who / f"{who}_0001.jpg").convert("RGB"))
+            sheet[:, k * 250 : (k + 1) * 250] = np.asarray(
+                Image.open(lfw / who / f"{who}_0001.jpg").convert("RGB")
+            )
     Image.fromarray(sheet).save(tmp_path / "scene_sprite.jpg", quality=95)
-    cues = "".join(f"\n{k + 1}\n00:00:{k * 20:02d}.000 --> 00:00:{k * 20 + 20:02d}.000\n"
-                   f"scene_sprite.jpg#xywh={k * 250},0,250,250\n" for k in range(4))
+    cues = "".join(
+        f"\n{k + 1}\n00:00:{k * 20:02d}.000 --> 00:00:{k * 20 + 20:02d}.000\n"
+        f"scene_sprite.jpg#xywh={k * 250},0,250,250\n"
+        for k in range(4)
+    )
     (tmp_path / "scene_thumbs.vtt").write_text("WEBVTT\n" + cues)
-    res = run("--sprite", str(tmp_path / "scene_sprite.jpg"), "--vtt", str(tmp_path / "scene_thumbs.vtt"),
-              "-d", str(setup["db"]), "-f", "json", "-q")
+    res = run(
+        "--sprite",
+        str(tmp_path / "scene_sprite.jpg"),
+        "--vtt",
+        str(tmp_path / "scene_thumbs.vtt"),
+        "-d",
+        str(setup["db"]),
+        "-f",
+        "json",
+        "-q",
+    )
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     assert doc["samples"] == 4 and doc["duration"] == 80

@@ -26,8 +26,16 @@ from facekit.decode import (
 from facekit.errors import InputError
 
 
-def encode(path: Path, frames: list[np.ndarray], *, fps: int = 10, gop: int | None = None,
-           pts_ms: list[int] | None = None, rotation: int | None = None, codec: str = "libx264") -> Path:
+def encode(
+    path: Path,
+    frames: list[np.ndarray],
+    *,
+    fps: int = 10,
+    gop: int | None = None,
+    pts_ms: list[int] | None = None,
+    rotation: int | None = None,
+    codec: str = "libx264",
+) -> Path:
     """Write RGB frames to an MP4. ``pts_ms`` gives variable-frame-rate times in milliseconds."""
     h, w = frames[0].shape[:2]
     with av.open(str(path), "w") as out:
@@ -62,13 +70,13 @@ def numbered(n: int, size: tuple[int, int] = (64, 96)) -> list[np.ndarray]:
         img = np.zeros((*size, 3), np.uint8)
         for bit in range(8):
             if i >> bit & 1:
-                img[:, bit * 12:(bit + 1) * 12] = 255
+                img[:, bit * 12 : (bit + 1) * 12] = 255
         out.append(img)
     return out
 
 
 def frame_no(rgb: np.ndarray) -> int:
-    return sum(1 << bit for bit in range(8) if rgb[8:-8, bit * 12 + 3:bit * 12 + 9].mean() > 128)
+    return sum(1 << bit for bit in range(8) if rgb[8:-8, bit * 12 + 3 : bit * 12 + 9].mean() > 128)
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +176,9 @@ def test_vfr_timestamps(tmp_path: Path) -> None:
     path = encode(tmp_path / "vfr.mp4", numbered(len(pts)), fps=10, pts_ms=pts)
     got = [(round(f.time, 3), frame_no(f.rgb)) for f in iter_frames(path)]
     assert got == [(p / 1000, i) for i, p in enumerate(pts)]
-    sampled = [(round(f.time, 3), frame_no(f.rgb)) for f in iter_frames(path, interval=1, sampling="exact")]
+    sampled = [
+        (round(f.time, 3), frame_no(f.rgb)) for f in iter_frames(path, interval=1, sampling="exact")
+    ]
     # targets 0,1,2,3,4 -> first frame at/after: 0, 1.5 (covers 1), 4.0 (covers 2,3,4)
     assert sampled == [(0.0, 0), (1.5, 3), (4.0, 5)]
 
@@ -198,7 +208,9 @@ def test_bad_files(tmp_path: Path) -> None:
     with av.open(str(audio), "w") as out:
         s = out.add_stream("aac", rate=8000)
         for i in range(5):
-            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame = av.AudioFrame.from_ndarray(
+                np.zeros((1, 1024), np.float32), format="fltp", layout="mono"
+            )
             frame.sample_rate, frame.pts = 8000, i * 1024
             for p in s.encode(frame):
                 out.mux(p)
@@ -234,7 +246,10 @@ def test_video_paths(tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
     for name in ("a/x.MP4", "a/y.txt", "b.mkv", ".hidden.mp4"):
         (tmp_path / name).write_bytes(b"0")
-    assert list(iter_video_paths([str(tmp_path)])) == [str(tmp_path / "b.mkv"), str(tmp_path / "a" / "x.MP4")]
+    assert list(iter_video_paths([str(tmp_path)])) == [
+        str(tmp_path / "b.mkv"),
+        str(tmp_path / "a" / "x.MP4"),
+    ]
     assert list(iter_video_paths(["nope.bin"])) == ["nope.bin"]
 
 
@@ -255,8 +270,13 @@ scene_sprite.jpg#xywh=0,30,40,30
 def test_parse_vtt() -> None:
     cues = parse_vtt(VTT)
     assert [(c.start, c.end, c.x, c.y, c.w, c.h) for c in cues] == [
-        (0, 5, 0, 0, 40, 30), (5, 10, 40, 0, 40, 30), (10.5, 62.25, 0, 30, 40, 30)]
-    assert parse_vtt("WEBVTT\n\n01:02.5 --> 01:03\nx.jpg#xywh=1,2,3,4\n")[0].start == pytest.approx(62.5)
+        (0, 5, 0, 0, 40, 30),
+        (5, 10, 40, 0, 40, 30),
+        (10.5, 62.25, 0, 30, 40, 30),
+    ]
+    assert parse_vtt("WEBVTT\n\n01:02.5 --> 01:03\nx.jpg#xywh=1,2,3,4\n")[0].start == pytest.approx(
+        62.5
+    )
     with pytest.raises(InputError, match="no sprite cues"):
         parse_vtt("WEBVTT\n\nhello\n")
 
@@ -273,7 +293,10 @@ def test_iter_sprite(tmp_path: Path) -> None:
     stats = DecodeStats()
     tiles = list(iter_sprite(tmp_path / "scene_sprite.png", tmp_path / "thumbs.vtt", stats))
     assert [(t.time, t.rgb.shape, int(t.rgb.mean())) for t in tiles] == [
-        (0, (30, 40, 3), 10), (5, (30, 40, 3), 20), (10.5, (30, 40, 3), 30)]
+        (0, (30, 40, 3), 10),
+        (5, (30, 40, 3), 20),
+        (10.5, (30, 40, 3), 30),
+    ]
     assert stats.sampling == "sprite" and stats.kept == 3
     (tmp_path / "bad.vtt").write_text(VTT.replace("0,30,40,30", "60,30,40,30"))
     with pytest.raises(InputError, match="outside"):

@@ -28,16 +28,27 @@ from facekit.video import (
 
 GALLERY = {"Bill_Clinton": (2, 3, 4), "Serena_Williams": (2, 3, 4), "Tom_Ridge": (2, 3, 4)}
 # (start, end, person or None); photo 0001 of each person is never in the gallery.
-PLAN = [(0, 10, "Bill_Clinton"), (10, 20, None), (20, 30, "Serena_Williams"), (30, 40, "Bill_Clinton"),
-        (40, 50, "Hans_Blix")]
+PLAN = [
+    (0, 10, "Bill_Clinton"),
+    (10, 20, None),
+    (20, 30, "Serena_Williams"),
+    (30, 40, "Bill_Clinton"),
+    (40, 50, "Hans_Blix"),
+]
 
 
-def make_slideshow(path: Path, lfw: Path, plan=PLAN, *, fps: int = 2, keyint: int | None = None) -> Path:
+def make_slideshow(
+    path: Path, lfw: Path, plan=PLAN, *, fps: int = 2, keyint: int | None = None
+) -> Path:
     """Encode ``plan`` as an H.264 MP4 (scenecut off: keyframes only every ``keyint`` frames)."""
     imgs = {}
     for _, _, who in plan:
         if who and who not in imgs:
-            im = Image.open(lfw / who / f"{who}_0001.jpg").convert("RGB").resize((500, 500), Image.BICUBIC)
+            im = (
+                Image.open(lfw / who / f"{who}_0001.jpg")
+                .convert("RGB")
+                .resize((500, 500), Image.BICUBIC)
+            )
             imgs[who] = np.asarray(im)
     blank = np.full((500, 500, 3), 90, np.uint8)
     with av.open(str(path), "w") as out:
@@ -75,7 +86,9 @@ def build_db(tmp: Path, lfw: Path) -> Path:
     if "build-index" not in [c.name for c in app.registered_commands]:
         pytest.skip("facekit build-index is not available yet")
     db = tmp / "faces.db"
-    res = CliRunner().invoke(app, ["build-index", str(make_gallery(tmp / "people", lfw)), "-d", str(db), "-q"])
+    res = CliRunner().invoke(
+        app, ["build-index", str(make_gallery(tmp / "people", lfw)), "-d", str(db), "-q"]
+    )
     assert res.exit_code == 0, res.output
     return db
 
@@ -84,7 +97,9 @@ def build_db(tmp: Path, lfw: Path) -> Path:
 def test_segments_join_and_split() -> None:
     samples = [0, 5, 10, 15, 20, 25, 30, 35]
     assert _segments([0, 5, 10], samples, 5) == [(0, 10)]
-    assert _segments([0, 10], samples, 5) == [(0, 10)]  # one missed sample is bridged (gap = 2 steps)
+    assert _segments([0, 10], samples, 5) == [
+        (0, 10)
+    ]  # one missed sample is bridged (gap = 2 steps)
     assert _segments([0, 5, 20, 25], samples, 5) == [(0, 5), (20, 25)]  # gap of 3 steps splits
     assert _segments([35], samples, 5) == [(35, 35)]
     # Consecutive samples join even when they are far apart (irregular keyframes).
@@ -93,7 +108,9 @@ def test_segments_join_and_split() -> None:
 
 
 def _faces(n: int, size: float = 100) -> Faces:
-    xyxy = np.array([[10 + 120 * i, 10, 10 + 120 * i + size, 10 + size] for i in range(n)], np.float32)
+    xyxy = np.array(
+        [[10 + 120 * i, 10, 10 + 120 * i + size, 10 + size] for i in range(n)], np.float32
+    )
     return Faces(xyxy, np.ones(n), np.zeros((n, 5, 2)))
 
 
@@ -136,8 +153,12 @@ def test_aggregator_people_segments_ranking_and_unknown_tracks() -> None:
     assert ann.segments == [(0, 5), (25, 25)] and ann.frames == 3  # two faces at 25 s count once
     assert ann.confidence == 90 and ann.mean_confidence == pytest.approx(80)
     assert ann.evidence == pytest.approx(2.4) and bob.evidence == pytest.approx(0.99)
-    assert ann.name == "Ann" and ann.known and ann.crop.shape == (112, 112, 3) and ann.crop_time == 0
-    assert u1.segments == [(0, 15)] and u1.frames == 3 and u1.name is None  # 5 -> 15: gap of 2 steps
+    assert (
+        ann.name == "Ann" and ann.known and ann.crop.shape == (112, 112, 3) and ann.crop_time == 0
+    )
+    assert (
+        u1.segments == [(0, 15)] and u1.frames == 3 and u1.name is None
+    )  # 5 -> 15: gap of 2 steps
     assert u2.segments == [(15, 25)] and u2.frames == 2
     # The stranger seen once (20 s) is not listed but its detection row stays.
     rows = agg.detections
@@ -152,16 +173,26 @@ def test_report_record_contract_and_rows() -> None:
     rep = VideoReport("v.mp4", 20.0, 5, "exact", 40, [0, 5, 10, 15, 20], 5.0, [p, u])
     rec = rep.to_record(crops={"ann": "AAAA"})
     assert {"source", "duration", "samples", "people"} <= set(rec)
-    assert rec["people"][0] == {"person": "ann", "name": "Ann", "segments": [[0.0, 5.0]], "frames": 2,
-                                "confidence": 90.0, "mean_confidence": 85.0, "first_seen": 0.0,
-                                "last_seen": 5.0, "crop": "AAAA"}
+    assert rec["people"][0] == {
+        "person": "ann",
+        "name": "Ann",
+        "segments": [[0.0, 5.0]],
+        "frames": 2,
+        "confidence": 90.0,
+        "mean_confidence": 85.0,
+        "first_seen": 0.0,
+        "last_seen": 5.0,
+        "crop": "AAAA",
+    }
     assert rec["people"][1]["name"] is None and rec["people"][1]["confidence"] is None
     assert rep.rows()[0]["segments"] == "0.0-5.0"
     assert [r["person"] for r in rep.rows()] == ["ann", "unknown-1"]
 
 
 def test_timeline_png(tmp_path: Path) -> None:
-    p = PersonTrack("ann", "Ann", True, [(0.0, 5.0), (30.0, 35.0)], [0.0, 5.0, 30.0, 35.0], [90.0] * 4)
+    p = PersonTrack(
+        "ann", "Ann", True, [(0.0, 5.0), (30.0, 35.0)], [0.0, 5.0, 30.0, 35.0], [90.0] * 4
+    )
     rep = VideoReport("v.mp4", 50.0, 10, "exact", 90, [float(t) for t in range(0, 50, 5)], 5.0, [p])
     draw_timeline(rep, tmp_path / "t.png")
     img = np.asarray(Image.open(tmp_path / "t.png").convert("RGB"))
@@ -180,7 +211,9 @@ def world(tmp_path_factory: pytest.TempPathFactory):
 
     lfw = shared_dir() / "datasets" / "lfw-dev"
     if not lfw.is_dir():
-        pytest.skip(f"{lfw} not found: real-photo tests need the shared data folder (or FACEKIT_SHARED)")
+        pytest.skip(
+            f"{lfw} not found: real-photo tests need the shared data folder (or FACEKIT_SHARED)"
+        )
     tmp = tmp_path_factory.mktemp("video")
     db_path = build_db(tmp, lfw)
     from facekit.identify import Identifier
@@ -208,14 +241,19 @@ def _check_segments(report: VideoReport, step: float) -> None:
     unknown = [p for p in report.people if not p.known]
     assert len(unknown) == 1 and unknown[0].person == "unknown-1"
     assert unknown[0].segments[0][0] == pytest.approx(40, abs=step)
-    assert [p.person for p in report.people][:2] == ["Bill_Clinton", "Serena_Williams"]  # ranked by evidence
+    assert [p.person for p in report.people][:2] == [
+        "Bill_Clinton",
+        "Serena_Williams",
+    ]  # ranked by evidence
 
 
 def test_slideshow_exact(world) -> None:
     from facekit.video import analyse_video
 
     video = make_slideshow(world["tmp"] / "slides.mp4", world["lfw"])
-    report = analyse_video(video, world["db"], world["pipe"], world["ident"], VideoOptions(interval=5))
+    report = analyse_video(
+        video, world["db"], world["pipe"], world["ident"], VideoOptions(interval=5)
+    )
     assert report.sampling_used == "exact"  # a single keyframe: auto falls back to exact
     assert report.sample_times == [0, 5, 10, 15, 20, 25, 30, 35, 40, 45]
     assert report.samples == 10 and report.duration == pytest.approx(50)
@@ -224,14 +262,20 @@ def test_slideshow_exact(world) -> None:
     clinton = report.people[0]
     assert clinton.crop is not None and clinton.crop.shape == (112, 112, 3)
     assert 50 <= clinton.confidence <= 100
-    assert report.detections and {"time", "x", "y", "w", "h", "person", "confidence"} <= set(report.detections[0])
+    assert report.detections and {"time", "x", "y", "w", "h", "person", "confidence"} <= set(
+        report.detections[0]
+    )
 
 
 def test_slideshow_keyframe_sampling(world) -> None:
     from facekit.video import analyse_video
 
-    video = make_slideshow(world["tmp"] / "slides_kf.mp4", world["lfw"], keyint=8)  # keyframe every 4 s
-    report = analyse_video(video, world["db"], world["pipe"], world["ident"], VideoOptions(interval=5))
+    video = make_slideshow(
+        world["tmp"] / "slides_kf.mp4", world["lfw"], keyint=8
+    )  # keyframe every 4 s
+    report = analyse_video(
+        video, world["db"], world["pipe"], world["ident"], VideoOptions(interval=5)
+    )
     assert report.sampling_used == "keyframe"
     assert all(t % 4 == 0 for t in report.sample_times)
     assert report.frames_decoded <= 13  # keyframes only (0, 4, ..., 48 s), not 100 frames
@@ -248,12 +292,17 @@ def test_sprite_same_answer(world, tmp_path: Path) -> None:
     for k, who in enumerate(order):
         x, y = (k % 2) * 250, (k // 2) * 250
         if who:
-            sheet[y:y + 250, x:x + 250] = np.asarray(Image.open(lfw / who / f"{who}_0001.jpg").convert("RGB"))
-        cues.append(f"00:00:{k * 10:02d}.000 --> 00:00:{k * 10 + 10:02d}.000\nsprite.jpg#xywh={x},{y},250,250\n")
+            sheet[y : y + 250, x : x + 250] = np.asarray(
+                Image.open(lfw / who / f"{who}_0001.jpg").convert("RGB")
+            )
+        cues.append(
+            f"00:00:{k * 10:02d}.000 --> 00:00:{k * 10 + 10:02d}.000\nsprite.jpg#xywh={x},{y},250,250\n"
+        )
     Image.fromarray(sheet).save(tmp_path / "sprite.jpg", quality=95)
     (tmp_path / "thumbs.vtt").write_text("WEBVTT\n\n" + "\n".join(cues))
-    report = analyse_sprite(tmp_path / "sprite.jpg", tmp_path / "thumbs.vtt", world["db"], world["pipe"],
-                            world["ident"])
+    report = analyse_sprite(
+        tmp_path / "sprite.jpg", tmp_path / "thumbs.vtt", world["db"], world["pipe"], world["ident"]
+    )
     assert report.sampling_used == "sprite" and report.samples == 4 and report.duration == 40
     by = {p.person: p.segments for p in report.people}
     assert by["Bill_Clinton"] == [(0, 0), (30, 30)]

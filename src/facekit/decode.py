@@ -60,7 +60,26 @@ __all__ = [
 
 #: Extensions picked up when a folder is given.
 VIDEO_EXTENSIONS = frozenset(
-    [".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".wmv", ".flv", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".3gp", ".ogv", ".vob", ".divx", ".asf"]
+    [
+        ".mp4",
+        ".m4v",
+        ".mov",
+        ".mkv",
+        ".webm",
+        ".avi",
+        ".wmv",
+        ".flv",
+        ".mpg",
+        ".mpeg",
+        ".ts",
+        ".mts",
+        ".m2ts",
+        ".3gp",
+        ".ogv",
+        ".vob",
+        ".divx",
+        ".asf",
+    ]
 )
 SAMPLINGS = ("auto", "exact", "keyframe")
 Sampling = str
@@ -184,7 +203,11 @@ def _rotation(stream: Any) -> int:
     """Counter-clockwise degrees from the display matrix, else the legacy ``rotate`` tag."""
     rot = None
     try:
-        for sd in stream.codec_context.coded_side_data if hasattr(stream.codec_context, "coded_side_data") else ():
+        for sd in (
+            stream.codec_context.coded_side_data
+            if hasattr(stream.codec_context, "coded_side_data")
+            else ()
+        ):
             rot = getattr(sd, "rotation", None)
     except Exception:  # pragma: no cover - depends on PyAV build
         rot = None
@@ -259,8 +282,19 @@ def _probe_open(container: Any, name: str) -> VideoInfo:
         rotation = _rotation(stream)
     if rotation in (90, 270):
         width, height = height, width
-    return VideoInfo(name, duration, fps, frames, int(width or 0), int(height or 0), rotation,
-                     stream.codec_context.name, kf_interval, tuple(keyframes), start)
+    return VideoInfo(
+        name,
+        duration,
+        fps,
+        frames,
+        int(width or 0),
+        int(height or 0),
+        rotation,
+        stream.codec_context.name,
+        kf_interval,
+        tuple(keyframes),
+        start,
+    )
 
 
 # --------------------------------------------------------------------------- sampling plan
@@ -359,7 +393,9 @@ def iter_frames(
     try:
         info = _probe_open(container, name)
         stats.info = info
-        targets = sample_times(info.duration, interval=interval, frames=frames, start=start, end=end)
+        targets = sample_times(
+            info.duration, interval=interval, frames=frames, start=start, end=end
+        )
         step = None
         if targets is not None:
             step = (
@@ -375,7 +411,9 @@ def iter_frames(
         t0 = info.start_time
         fps = info.fps or 25.0
         end_t = end if end is not None else math.inf
-        unbounded = targets is not None and interval and not frames and info.duration <= 0 and end is None
+        unbounded = (
+            targets is not None and interval and not frames and info.duration <= 0 and end is None
+        )
 
         def time_of(fr: Any) -> float | None:
             pts = fr.pts if fr.pts is not None else fr.dts
@@ -383,7 +421,9 @@ def iter_frames(
 
         def make(fr: Any, t: float, target: float | None) -> Frame:
             stats.kept += 1
-            return Frame(max(t, 0.0), _to_rgb(fr), int(round(max(t, 0.0) * fps)), bool(fr.key_frame), target)
+            return Frame(
+                max(t, 0.0), _to_rgb(fr), int(round(max(t, 0.0) * fps)), bool(fr.key_frame), target
+            )
 
         try:
             if mode == "all":
@@ -399,11 +439,31 @@ def iter_frames(
                         break
                     yield make(fr, t, None)
             elif mode == "keyframe":
-                yield from _keyframe_samples(container, stream, targets or [], time_of, make, stats,
-                                             end_t, unbounded, interval)
+                yield from _keyframe_samples(
+                    container,
+                    stream,
+                    targets or [],
+                    time_of,
+                    make,
+                    stats,
+                    end_t,
+                    unbounded,
+                    interval,
+                )
             else:
-                yield from _exact_samples(container, stream, info, targets or [], time_of, make, stats,
-                                          end_t, unbounded, interval, t0)
+                yield from _exact_samples(
+                    container,
+                    stream,
+                    info,
+                    targets or [],
+                    time_of,
+                    make,
+                    stats,
+                    end_t,
+                    unbounded,
+                    interval,
+                    t0,
+                )
         except av.FFmpegError as exc:
             if stats.kept == 0 and stats.decoded == 0:
                 raise InputError(f"{name}: cannot decode video ({_ffmpeg_problem(exc)})") from None
@@ -421,9 +481,19 @@ def _seek(container: Any, stream: Any, t: float, t0: float, stats: DecodeStats) 
     stats.seeks += 1
 
 
-def _exact_samples(container: Any, stream: Any, info: VideoInfo, targets: list[float], time_of: Any, make: Any,
-                   stats: DecodeStats, end_t: float, unbounded: bool, interval: float | None,
-                   t0: float) -> Iterator[Frame]:
+def _exact_samples(
+    container: Any,
+    stream: Any,
+    info: VideoInfo,
+    targets: list[float],
+    time_of: Any,
+    make: Any,
+    stats: DecodeStats,
+    end_t: float,
+    unbounded: bool,
+    interval: float | None,
+    t0: float,
+) -> Iterator[Frame]:
     """First frame at or after each target; seek only when it skips at least one keyframe."""
     kfs = list(info.keyframes)
     pos = -math.inf  # time of the last decoded frame
@@ -464,8 +534,17 @@ def _exact_samples(container: Any, stream: Any, info: VideoInfo, targets: list[f
             return  # end of stream
 
 
-def _keyframe_samples(container: Any, stream: Any, targets: list[float], time_of: Any, make: Any,
-                      stats: DecodeStats, end_t: float, unbounded: bool, interval: float | None) -> Iterator[Frame]:
+def _keyframe_samples(
+    container: Any,
+    stream: Any,
+    targets: list[float],
+    time_of: Any,
+    make: Any,
+    stats: DecodeStats,
+    end_t: float,
+    unbounded: bool,
+    interval: float | None,
+) -> Iterator[Frame]:
     """For each target, the nearest keyframe (decoding keyframes only, no seeking)."""
     stream.codec_context.skip_frame = "NONKEY"
     try:
@@ -493,7 +572,11 @@ def _keyframe_samples(container: Any, stream: Any, targets: list[float], time_of
                 if t < target - _EPS:
                     break
                 # t >= target: the nearest keyframe is prev or this one.
-                if prev is not None and (target - prev[0]) < (t - target) and prev[0] > emitted_t + _EPS:
+                if (
+                    prev is not None
+                    and (target - prev[0]) < (t - target)
+                    and prev[0] > emitted_t + _EPS
+                ):
                     yield make(prev[1], prev[0], target)
                     emitted_t = prev[0]
                 elif t > emitted_t + _EPS and t < end_t:
@@ -505,7 +588,12 @@ def _keyframe_samples(container: Any, stream: Any, targets: list[float], time_of
             prev = (t, fr)
         # Past the last keyframe: targets still open get the last keyframe once.
         target = next_target() if not unbounded else (targets[i] if i < len(targets) else None)
-        if prev is not None and target is not None and target < end_t and prev[0] > emitted_t + _EPS:
+        if (
+            prev is not None
+            and target is not None
+            and target < end_t
+            and prev[0] > emitted_t + _EPS
+        ):
             yield make(prev[1], prev[0], target)
     finally:
         stream.codec_context.skip_frame = "DEFAULT"
@@ -545,7 +633,12 @@ _XYWH = re.compile(r"^(.*?)#xywh=(?:pixel:)?\s*(\d+),\s*(\d+),\s*(\d+),\s*(\d+)\
 
 
 def _secs(h: str | None, m: str, s: str, frac: str | None) -> float:
-    return int(h or 0) * 3600 + int(m) * 60 + int(s) + (int(frac.ljust(3, "0")) / 1000 if frac else 0.0)
+    return (
+        int(h or 0) * 3600
+        + int(m) * 60
+        + int(s)
+        + (int(frac.ljust(3, "0")) / 1000 if frac else 0.0)
+    )
 
 
 def parse_vtt(text: str, name: str = "<vtt>") -> list[SpriteCue]:
@@ -562,18 +655,25 @@ def parse_vtt(text: str, name: str = "<vtt>") -> list[SpriteCue]:
             continue
         g = m.groups()
         start, end = _secs(*g[:4]), _secs(*g[4:])
-        for payload in lines[k + 1:k + 3]:
+        for payload in lines[k + 1 : k + 3]:
             pm = _XYWH.match(payload.strip())
             if pm:
-                cues.append(SpriteCue(start, end, pm.group(1), *(int(pm.group(i)) for i in range(2, 6))))
+                cues.append(
+                    SpriteCue(start, end, pm.group(1), *(int(pm.group(i)) for i in range(2, 6)))
+                )
                 break
     if not cues:
-        raise InputError(f"{name}: no sprite cues ('start --> end' followed by 'image#xywh=x,y,w,h')")
+        raise InputError(
+            f"{name}: no sprite cues ('start --> end' followed by 'image#xywh=x,y,w,h')"
+        )
     return cues
 
 
-def iter_sprite(sprite_path: str | os.PathLike[str], vtt_path: str | os.PathLike[str],
-                stats: DecodeStats | None = None) -> Iterator[Frame]:
+def iter_sprite(
+    sprite_path: str | os.PathLike[str],
+    vtt_path: str | os.PathLike[str],
+    stats: DecodeStats | None = None,
+) -> Iterator[Frame]:
     """Tiles of a Stash sprite sheet as frames, timed by the WebVTT cues (time = cue start).
 
     Args:
@@ -601,9 +701,11 @@ def iter_sprite(sprite_path: str | os.PathLike[str], vtt_path: str | os.PathLike
     hgt, wid = sheet.shape[:2]
     for n, cue in enumerate(cues):
         if cue.x + cue.w > wid or cue.y + cue.h > hgt or cue.w <= 0 or cue.h <= 0:
-            raise InputError(f"{vtt}: cue {n + 1} tile {cue.x},{cue.y},{cue.w},{cue.h} is outside the "
-                             f"{wid}x{hgt} sprite {os.fspath(sprite_path)}")
+            raise InputError(
+                f"{vtt}: cue {n + 1} tile {cue.x},{cue.y},{cue.w},{cue.h} is outside the "
+                f"{wid}x{hgt} sprite {os.fspath(sprite_path)}"
+            )
         stats.decoded += 1
         stats.kept += 1
-        tile = np.ascontiguousarray(sheet[cue.y:cue.y + cue.h, cue.x:cue.x + cue.w])
+        tile = np.ascontiguousarray(sheet[cue.y : cue.y + cue.h, cue.x : cue.x + cue.w])
         yield Frame(cue.start, tile, n, True, cue.start)

@@ -41,17 +41,48 @@ from .decode import DecodeStats, Frame, iter_frames, iter_sprite
 
 log = logging.getLogger(__name__)
 
-__all__ = ["VideoOptions", "PersonTrack", "VideoReport", "VideoAggregator", "analyse_video", "analyse_frames",
-           "PEOPLE_COLUMNS", "DETECTION_COLUMNS", "MAX_REPRESENTATIVES"]
+__all__ = [
+    "VideoOptions",
+    "PersonTrack",
+    "VideoReport",
+    "VideoAggregator",
+    "analyse_video",
+    "analyse_frames",
+    "PEOPLE_COLUMNS",
+    "DETECTION_COLUMNS",
+    "MAX_REPRESENTATIVES",
+]
 
 #: Sightings an unknown track keeps for matching (besides its running mean).
 MAX_REPRESENTATIVES = 8
 CROP_SIZE = 112
 
-PEOPLE_COLUMNS = ["source", "person", "name", "segments", "frames", "confidence", "mean_confidence",
-                  "first_seen", "last_seen"]
-DETECTION_COLUMNS = ["source", "time", "frame", "face", "x", "y", "w", "h", "det_score", "person", "name",
-                     "confidence", "track"]
+PEOPLE_COLUMNS = [
+    "source",
+    "person",
+    "name",
+    "segments",
+    "frames",
+    "confidence",
+    "mean_confidence",
+    "first_seen",
+    "last_seen",
+]
+DETECTION_COLUMNS = [
+    "source",
+    "time",
+    "frame",
+    "face",
+    "x",
+    "y",
+    "w",
+    "h",
+    "det_score",
+    "person",
+    "name",
+    "confidence",
+    "track",
+]
 
 
 @dataclass(frozen=True)
@@ -220,7 +251,9 @@ class _Unknown:
     best_size: float = -1.0
 
 
-def _segments(times: Sequence[float], sample_times: Sequence[float], step: float) -> list[tuple[float, float]]:
+def _segments(
+    times: Sequence[float], sample_times: Sequence[float], step: float
+) -> list[tuple[float, float]]:
     """Join sighting times into segments (see the module docstring)."""
     if not times:
         return []
@@ -259,44 +292,67 @@ class VideoAggregator:
         self.unknowns: list[_Unknown] = []
         self.detections: list[dict[str, Any]] = []
 
-    def add(self, time: float, rgb: np.ndarray | None, faces: Any, embeddings: Any, matches: Sequence[Any],
-            frame_index: int | None = None) -> None:
+    def add(
+        self,
+        time: float,
+        rgb: np.ndarray | None,
+        faces: Any,
+        embeddings: Any,
+        matches: Sequence[Any],
+        frame_index: int | None = None,
+    ) -> None:
         """Add one sample: its faces (:class:`~facekit.types.Faces`), embeddings and matches (one per face)."""
         self.sample_times.append(float(time))
-        best: dict[str, tuple[float, int, bool, str | None]] = {}  # label -> (score, face, known, name)
+        best: dict[
+            str, tuple[float, int, bool, str | None]
+        ] = {}  # label -> (score, face, known, name)
         for i, m in enumerate(matches):
             ident = getattr(m, "identity", None)
             if ident is not None:
                 label, name, known, score = ident.person, ident.name, True, float(ident.confidence)
             else:
-                label = self._link_unknown(embeddings, i, float(faces.size[i]) if len(faces) else 0.0)
+                label = self._link_unknown(
+                    embeddings, i, float(faces.size[i]) if len(faces) else 0.0
+                )
                 name, known, score = None, False, float(faces.size[i]) if len(faces) else 0.0
             if label not in best or score > best[label][0]:
                 best[label] = (score, i, known, name)
             if self.options.keep_detections:
                 x, y, w, h = (float(v) for v in faces.xywh[i])
-                self.detections.append({
-                    "source": self.source, "time": round(float(time), 3), "frame": frame_index, "face": i,
-                    "x": round(x, 1), "y": round(y, 1), "w": round(w, 1), "h": round(h, 1),
-                    "det_score": round(float(faces.confidence[i]), 4),
-                    "person": ident.person if ident else None, "name": ident.name if ident else None,
-                    "confidence": round(float(ident.confidence), 2) if ident else None,
-                    "track": label,
-                })
+                self.detections.append(
+                    {
+                        "source": self.source,
+                        "time": round(float(time), 3),
+                        "frame": frame_index,
+                        "face": i,
+                        "x": round(x, 1),
+                        "y": round(y, 1),
+                        "w": round(w, 1),
+                        "h": round(h, 1),
+                        "det_score": round(float(faces.confidence[i]), 4),
+                        "person": ident.person if ident else None,
+                        "name": ident.name if ident else None,
+                        "confidence": round(float(ident.confidence), 2) if ident else None,
+                        "track": label,
+                    }
+                )
         for label, (score, i, known, name) in best.items():
             tr = self.tracks.get(label)
             if tr is None:
                 tr = self.tracks[label] = PersonTrack(label, name, known)
             tr.times.append(float(time))
             tr.confidences.append(score if known else 0.0)
-            better = tr.crop is None or (score > max(tr.confidences[:-1], default=-1.0) if known
-                                         else score > self._unknown(label).best_size)
+            better = tr.crop is None or (
+                score > max(tr.confidences[:-1], default=-1.0)
+                if known
+                else score > self._unknown(label).best_size
+            )
             if not known:
                 self._unknown(label).best_size = max(self._unknown(label).best_size, score)
             if self.options.crops and rgb is not None and better:
                 from .align import box_crops
 
-                tr.crop = box_crops(rgb, faces.xyxy[i:i + 1], size=CROP_SIZE)[0]
+                tr.crop = box_crops(rgb, faces.xyxy[i : i + 1], size=CROP_SIZE)[0]
                 tr.crop_time = float(time)
 
     def _unknown(self, label: str) -> _Unknown:
@@ -309,12 +365,15 @@ class VideoAggregator:
             label = f"unknown-{len(self.unknowns) + 1}"
             self.unknowns.append(_Unknown(label, {}, {}, 1))
             return label
-        face = {m: vecs[m][i:i + 1] for m in models}
+        face = {m: vecs[m][i : i + 1] for m in models}
         best_label, best_ev = None, -math.inf
         for u in self.unknowns:
             if not u.mean:
                 continue
-            cand = {m: np.vstack([_unit(u.mean[m])[None, :], *[r[None, :] for r in u.reps[m]]]) for m in models}
+            cand = {
+                m: np.vstack([_unit(u.mean[m])[None, :], *[r[None, :] for r in u.reps[m]]])
+                for m in models
+            }
             ev = float(np.max(self.cal.pairwise_evidence(face, cand)))
             if ev > best_ev:
                 best_label, best_ev = u.label, ev
@@ -331,8 +390,14 @@ class VideoAggregator:
                     reps.append(face[m][0].copy())
             return best_label
         label = f"unknown-{len(self.unknowns) + 1}"
-        self.unknowns.append(_Unknown(label, {m: face[m][0].astype(np.float64) for m in models},
-                                      {m: [face[m][0].copy()] for m in models}, 1))
+        self.unknowns.append(
+            _Unknown(
+                label,
+                {m: face[m][0].astype(np.float64) for m in models},
+                {m: [face[m][0].copy()] for m in models},
+                1,
+            )
+        )
         return label
 
     @property
@@ -357,7 +422,10 @@ class VideoAggregator:
         known.sort(key=lambda p: (-p.evidence, p.first_seen))
         unknown.sort(key=lambda p: (-p.frames, p.first_seen))
         # Renumber kept unknown tracks 1..n in order of appearance for stable labels.
-        relabel = {p.person: f"unknown-{k + 1}" for k, p in enumerate(sorted(unknown, key=lambda p: p.first_seen))}
+        relabel = {
+            p.person: f"unknown-{k + 1}"
+            for k, p in enumerate(sorted(unknown, key=lambda p: p.first_seen))
+        }
         for p in unknown:
             p.person = relabel[p.person]
         for row in self.detections:
@@ -468,15 +536,40 @@ def analyse_video(
     options = options or VideoOptions()
     name = os.fspath(path)
     stats = DecodeStats()
-    frames = iter_frames(name, interval=None if options.frames else options.interval, frames=options.frames,
-                         start=options.start, end=options.end, sampling=options.sampling, stats=stats)
+    frames = iter_frames(
+        name,
+        interval=None if options.frames else options.interval,
+        frames=options.frames,
+        start=options.start,
+        end=options.end,
+        sampling=options.sampling,
+        stats=stats,
+    )
     timings: dict[str, float] = {}
-    people, agg = analyse_frames(frames, pipeline, identifier, db.calibration, options, source=name,
-                                 on_sample=on_sample, timings=timings)
+    people, agg = analyse_frames(
+        frames,
+        pipeline,
+        identifier,
+        db.calibration,
+        options,
+        source=name,
+        on_sample=on_sample,
+        timings=timings,
+    )
     info = stats.info
-    return VideoReport(name, info.duration if info else 0.0, len(agg.sample_times), stats.sampling, stats.decoded,
-                       agg.sample_times, agg.step, people, agg.detections if options.keep_detections else [],
-                       stats.warning, timings)
+    return VideoReport(
+        name,
+        info.duration if info else 0.0,
+        len(agg.sample_times),
+        stats.sampling,
+        stats.decoded,
+        agg.sample_times,
+        agg.step,
+        people,
+        agg.detections if options.keep_detections else [],
+        stats.warning,
+        timings,
+    )
 
 
 def analyse_sprite(
@@ -497,15 +590,34 @@ def analyse_sprite(
     frames = (f for f in iter_sprite(sprite, vtt, stats) if lo <= f.time < hi)
     timings: dict[str, float] = {}
     name = os.fspath(sprite)
-    people, agg = analyse_frames(frames, pipeline, identifier, db.calibration, options, source=name,
-                                 on_sample=on_sample, timings=timings)
+    people, agg = analyse_frames(
+        frames,
+        pipeline,
+        identifier,
+        db.calibration,
+        options,
+        source=name,
+        on_sample=on_sample,
+        timings=timings,
+    )
     from pathlib import Path
 
     from .decode import parse_vtt
 
     cues = parse_vtt(Path(vtt).read_text(encoding="utf-8-sig", errors="replace"), os.fspath(vtt))
-    return VideoReport(name, max(c.end for c in cues), len(agg.sample_times), "sprite", stats.decoded,
-                       agg.sample_times, agg.step, people, agg.detections, None, timings)
+    return VideoReport(
+        name,
+        max(c.end for c in cues),
+        len(agg.sample_times),
+        "sprite",
+        stats.decoded,
+        agg.sample_times,
+        agg.step,
+        people,
+        agg.detections,
+        None,
+        timings,
+    )
 
 
 # --------------------------------------------------------------------------- outputs
@@ -524,7 +636,11 @@ def crops_base64(report: VideoReport) -> dict[str, str]:
     """person id -> base64 JPEG of the best crop (for ``--embed-crops``)."""
     import base64
 
-    return {p.person: base64.b64encode(crop_jpeg(p.crop)).decode("ascii") for p in report.people if p.crop is not None}
+    return {
+        p.person: base64.b64encode(crop_jpeg(p.crop)).decode("ascii")
+        for p in report.people
+        if p.crop is not None
+    }
 
 
 def save_crops(report: VideoReport, folder: str | os.PathLike[str]) -> list[str]:
@@ -561,8 +677,17 @@ def write_detections(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str
     os.replace(tmp, target)
 
 
-_PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
-            (227, 119, 194), (188, 189, 34), (23, 190, 207)]
+_PALETTE = [
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (188, 189, 34),
+    (23, 190, 207),
+]
 
 
 def _nice_step(span: float, target_ticks: int = 8) -> float:
@@ -605,8 +730,10 @@ def draw_timeline(report: VideoReport, path: str | os.PathLike[str], *, width: i
     def x_of(t: float) -> float:
         return x0 + (x1 - x0) * min(max(t / duration, 0.0), 1.0)
 
-    title = f"{os.path.basename(report.source)}  -  {report.samples} samples ({report.sampling_used}), " \
-            f"{_clock(duration, 60)} long"
+    title = (
+        f"{os.path.basename(report.source)}  -  {report.samples} samples ({report.sampling_used}), "
+        f"{_clock(duration, 60)} long"
+    )
     d.text((10, 12), title, fill="black", font=font)
     axis_y = top + max(len(people), 1) * row_h + 6
     half = max(report.step, duration / 400) / 2

@@ -33,21 +33,93 @@ class SamplingChoice(str, Enum):
 
 
 def video_cmd(
-    paths: Annotated[list[str] | None, typer.Argument(metavar="FILE_OR_DIR...", help="Videos, or folders searched recursively for video files.", show_default=False)] = None,
+    paths: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="FILE_OR_DIR...",
+            help="Videos, or folders searched recursively for video files.",
+            show_default=False,
+        ),
+    ] = None,
     db: DbOpt = None,
-    interval: Annotated[float, typer.Option("--interval", "-i", min=0.01, help="Seconds between sampled frames.")] = 5.0,
-    frames: Annotated[int | None, typer.Option("--frames", "-n", min=1, help="Instead of --interval: this many frames spread evenly over 5%-95% of the runtime.")] = None,
-    start: Annotated[float | None, typer.Option("--start", min=0, help="Start at this many seconds.")] = None,
-    end: Annotated[float | None, typer.Option("--end", min=0, help="Stop at this many seconds.")] = None,
-    sampling: Annotated[SamplingChoice, typer.Option("--sampling", case_sensitive=False, help="exact: frames at the exact times (seek + decode forward); keyframe: the keyframe nearest each time (cheapest); auto: keyframe when keyframes are at most two intervals apart, else exact.")] = SamplingChoice.auto,
-    min_confidence: Annotated[float | None, typer.Option("--min-confidence", min=0, max=100, help="Name a face only at or above this confidence (default 50 = the calibrated threshold); weaker faces count as unknown.")] = None,
-    crops: Annotated[Path | None, typer.Option("--crops", help="Save the best face crop per person as DIR/<video>/<person>.jpg.")] = None,
-    embed_crops: Annotated[bool, typer.Option("--embed-crops", help="Put each person's best crop inline in JSON/NDJSON as a base64 JPEG ('crop').")] = False,
-    detections: Annotated[Path | None, typer.Option("--detections", help="Write every sampled face (time, box, identity, confidence, track) to this Parquet file.")] = None,
-    timeline: Annotated[Path | None, typer.Option("--timeline", help="Draw a timeline PNG (people on rows, segments as bars). Several videos: OUT-<video>.png.")] = None,
-    sprite: Annotated[Path | None, typer.Option("--sprite", help="A Stash sprite sheet to read instead of a video (needs --vtt).")] = None,
-    vtt: Annotated[Path | None, typer.Option("--vtt", help="The sprite's WebVTT index (cues with #xywh=x,y,w,h).")] = None,
-    keep_single: Annotated[bool, typer.Option("--keep-single-unknowns", help="Also list unknown faces seen in only one sample.")] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", "-i", min=0.01, help="Seconds between sampled frames.")
+    ] = 5.0,
+    frames: Annotated[
+        int | None,
+        typer.Option(
+            "--frames",
+            "-n",
+            min=1,
+            help="Instead of --interval: this many frames spread evenly over 5%-95% of the runtime.",
+        ),
+    ] = None,
+    start: Annotated[
+        float | None, typer.Option("--start", min=0, help="Start at this many seconds.")
+    ] = None,
+    end: Annotated[
+        float | None, typer.Option("--end", min=0, help="Stop at this many seconds.")
+    ] = None,
+    sampling: Annotated[
+        SamplingChoice,
+        typer.Option(
+            "--sampling",
+            case_sensitive=False,
+            help="exact: frames at the exact times (seek + decode forward); keyframe: the keyframe nearest each time (cheapest); auto: keyframe when keyframes are at most two intervals apart, else exact.",
+        ),
+    ] = SamplingChoice.auto,
+    min_confidence: Annotated[
+        float | None,
+        typer.Option(
+            "--min-confidence",
+            min=0,
+            max=100,
+            help="Name a face only at or above this confidence (default 50 = the calibrated threshold); weaker faces count as unknown.",
+        ),
+    ] = None,
+    crops: Annotated[
+        Path | None,
+        typer.Option(
+            "--crops", help="Save the best face crop per person as DIR/<video>/<person>.jpg."
+        ),
+    ] = None,
+    embed_crops: Annotated[
+        bool,
+        typer.Option(
+            "--embed-crops",
+            help="Put each person's best crop inline in JSON/NDJSON as a base64 JPEG ('crop').",
+        ),
+    ] = False,
+    detections: Annotated[
+        Path | None,
+        typer.Option(
+            "--detections",
+            help="Write every sampled face (time, box, identity, confidence, track) to this Parquet file.",
+        ),
+    ] = None,
+    timeline: Annotated[
+        Path | None,
+        typer.Option(
+            "--timeline",
+            help="Draw a timeline PNG (people on rows, segments as bars). Several videos: OUT-<video>.png.",
+        ),
+    ] = None,
+    sprite: Annotated[
+        Path | None,
+        typer.Option(
+            "--sprite", help="A Stash sprite sheet to read instead of a video (needs --vtt)."
+        ),
+    ] = None,
+    vtt: Annotated[
+        Path | None,
+        typer.Option("--vtt", help="The sprite's WebVTT index (cues with #xywh=x,y,w,h)."),
+    ] = None,
+    keep_single: Annotated[
+        bool,
+        typer.Option(
+            "--keep-single-unknowns", help="Also list unknown faces seen in only one sample."
+        ),
+    ] = False,
     fmt: FormatOpt = None,
     offline: OfflineOpt = False,
     quiet: QuietOpt = False,
@@ -105,10 +177,16 @@ def video_cmd(
         if offline:
             config = replace(config, offline=True)
         config = replace(config, digest=False)
-        options = VideoOptions(interval=None if frames else interval, frames=frames, start=start, end=end,
-                               sampling=sampling.value, min_unknown_frames=1 if keep_single else 2,
-                               keep_detections=detections is not None,
-                               crops=bool(crops or embed_crops))
+        options = VideoOptions(
+            interval=None if frames else interval,
+            frames=frames,
+            start=start,
+            end=end,
+            sampling=sampling.value,
+            min_unknown_frames=1 if keep_single else 2,
+            keep_detections=detections is not None,
+            crops=bool(crops or embed_crops),
+        )
         bars = DownloadBars(quiet)
         try:
             pipeline = Pipeline(config, bars)
@@ -118,17 +196,34 @@ def video_cmd(
 
         jobs: list[tuple[str, Any]] = []
         if sprite is not None:
-            jobs.append((str(sprite), lambda cb: analyse_sprite(sprite, vtt, database, pipeline, identifier, options,
-                                                                on_sample=cb)))
+            jobs.append(
+                (
+                    str(sprite),
+                    lambda cb: analyse_sprite(
+                        sprite, vtt, database, pipeline, identifier, options, on_sample=cb
+                    ),
+                )
+            )
         for p in iter_video_paths(list(paths or [])):
-            jobs.append((p, lambda cb, p=p: analyse_video(p, database, pipeline, identifier, options, on_sample=cb)))
+            jobs.append(
+                (
+                    p,
+                    lambda cb, p=p: analyse_video(
+                        p, database, pipeline, identifier, options, on_sample=cb
+                    ),
+                )
+            )
         if not jobs:
             raise InputError(f"no video files found in {', '.join(paths or [])}")
 
         out_fmt = resolve_format(fmt)
         single = len(jobs) == 1
-        renderer = Renderer(out_fmt, columns=PEOPLE_COLUMNS, title="people",
-                            wrap=lambda recs: recs[0] if single and len(recs) == 1 else recs)
+        renderer = Renderer(
+            out_fmt,
+            columns=PEOPLE_COLUMNS,
+            title="people",
+            wrap=lambda recs: recs[0] if single and len(recs) == 1 else recs,
+        )
         all_rows: list[dict[str, Any]] = []
         errors = known = people = samples = 0
         for source, job in jobs:
@@ -153,7 +248,11 @@ def video_cmd(
             if crops is not None:
                 save_crops(report, crops / stem)
             if timeline is not None:
-                target = timeline if single else timeline.with_name(f"{timeline.stem}-{stem}{timeline.suffix or '.png'}")
+                target = (
+                    timeline
+                    if single
+                    else timeline.with_name(f"{timeline.stem}-{stem}{timeline.suffix or '.png'}")
+                )
                 draw_timeline(report, target)
             if detections is not None:
                 all_rows.extend(report.detections)
@@ -161,8 +260,11 @@ def video_cmd(
         if detections is not None:
             write_detections(all_rows, detections)
         if not quiet:
-            stderr().print(f"done: {len(jobs)} videos, {samples} frames sampled, {known} known people "
-                           f"({people} incl. unknown tracks), {errors} errors", highlight=False)
+            stderr().print(
+                f"done: {len(jobs)} videos, {samples} frames sampled, {known} known people "
+                f"({people} incl. unknown tracks), {errors} errors",
+                highlight=False,
+            )
         raise typer.Exit(3 if errors else (0 if known else 1))
 
 
@@ -172,9 +274,15 @@ def _run_with_progress(job: Any, source: str, quiet: bool) -> Any:
         return job(None)
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed} samples"),
-                  TextColumn("at {task.fields[at]}"), TimeElapsedColumn(), console=stderr(),
-                  transient=True) as progress:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.completed} samples"),
+        TextColumn("at {task.fields[at]}"),
+        TimeElapsedColumn(),
+        console=stderr(),
+        transient=True,
+    ) as progress:
         task = progress.add_task(Path(source).name, total=None, at="0s")
 
         def on_sample(frame: Any) -> None:
