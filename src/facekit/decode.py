@@ -180,7 +180,7 @@ def _open(path: str | os.PathLike[str]) -> Any:
     except OSError as exc:
         raise InputError(f"{name}: {_os_problem(exc)}") from None
     if not container.streams.video:
-        kinds = sorted({s.type for s in container.streams}) or ["no streams"]
+        kinds: list[str] = sorted({str(s.type) for s in container.streams}) or ["no streams"]
         container.close()
         raise InputError(f"{name}: no video stream (has {', '.join(kinds)})")
     return container
@@ -411,7 +411,7 @@ def iter_frames(
         t0 = info.start_time
         fps = info.fps or 25.0
         end_t = end if end is not None else math.inf
-        unbounded = (
+        unbounded = bool(
             targets is not None and interval and not frames and info.duration <= 0 and end is None
         )
 

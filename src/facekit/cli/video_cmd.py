@@ -199,8 +199,8 @@ def video_cmd(
             jobs.append(
                 (
                     str(sprite),
-                    lambda cb: analyse_sprite(
-                        sprite, vtt, database, pipeline, identifier, options, on_sample=cb
+                    lambda cb, sp=sprite, vt=vtt: analyse_sprite(
+                        sp, vt, database, pipeline, identifier, options, on_sample=cb
                     ),
                 )
             )
