@@ -115,13 +115,12 @@ def bench_cli(
     for workers in (1, 2):
         for _ in range(repeat):
             cmd = [facekit, "embed", str(lfw), "-o", str(out), "--force", "-q", "-j", str(workers)]
-            dt, proc = timed(cmd, env)
-            shown = (
-                " ".join(cmd)
-                .replace(str(lfw), "../shared/datasets/lfw-dev")
-                .replace(str(out), "/tmp/f.parquet")
+            dt, cpu, load, proc = timed_cpu(cmd, env)
+            shown = " ".join(["facekit", *cmd[1:]]).replace(str(lfw), "../shared/datasets/lfw-dev")
+            shown = shown.replace(str(out), "/tmp/f.parquet")
+            print(
+                f"| `{shown}` (exit {proc.returncode}) | {dt:.1f} | {n / dt:.2f} | {cpu:.1f} | {load:.1f} |"
             )
-            print(f"| `{shown}` (exit {proc.returncode}) | {dt:.1f} | {n / dt:.2f} |")
     import pyarrow.parquet as pq
 
     files = json.loads(pq.read_schema(out).metadata[b"facekit.files"])
@@ -150,15 +149,15 @@ def bench_cli(
             link.symlink_to(p)
     shutil.copy(photos[0], known / "someone.jpg")
     print(f"\n### face_recognition CLI on the same {n} photos (one known face)\n")
-    print("| command | wall s | photos/s |")
-    print("|---|---|---|")
+    print("| command | wall s | photos/s | CPU s | load before |")
+    print("|---|---|---|---|---|")
     for cpus in (1, 2):
         for _ in range(repeat):
             cmd = [fr, "--cpus", str(cpus), str(known), str(flat)]
-            dt, proc = timed(cmd, env)
+            dt, cpu, load, proc = timed_cpu(cmd, env)
             print(
                 f"| `face_recognition --cpus {cpus} known/ lfw-flat/` (exit {proc.returncode}, "
-                f"{len(proc.stdout.splitlines())} lines) | {dt:.1f} | {n / dt:.2f} |"
+                f"{len(proc.stdout.splitlines())} lines) | {dt:.1f} | {n / dt:.2f} | {cpu:.1f} | {load:.1f} |"
             )
 
 
