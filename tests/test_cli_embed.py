@@ -100,12 +100,6 @@ def test_ndjson_and_csv_on_stdout_only(album):
     assert "done:" in r.stderr and "done:" not in r.stdout
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=json.JSONDecodeError,
-    reason="render.py _cell() turns a numpy array into str(array) (numpy's abbreviated repr "
-    "with '...'), so CSV embedding cells are not JSON and lose values",
-)
 def test_csv_has_embedding_columns(album):
     r = embed(str(album), "--format", "csv", "-j", "1")
     rows = list(csv.DictReader(io.StringIO(r.stdout)))

@@ -67,10 +67,5 @@ def test_cli_import_loads_no_heavy_module():
     assert not loaded, f"`facekit --help` imports {sorted(loaded)}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli/cluster_cmd.py imports numpy at module level and cli/__init__.py imports it "
-    "to register `cluster`, so `facekit --help` loads numpy",
-)
 def test_cli_import_loads_no_numpy():
     assert "numpy" not in _imported_by_cli()

@@ -53,8 +53,11 @@ def _cell(value: Any) -> str:
         return ""
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.0f}"
-    if isinstance(value, (list, tuple, dict)):
-        return json.dumps(to_jsonable(value), separators=(",", ":"))
+    if isinstance(value, (list, tuple, dict)) or hasattr(value, "tolist"):
+        value = to_jsonable(value)
+        if isinstance(value, (list, dict)):
+            return json.dumps(value, separators=(",", ":"))
+        return _cell(value)
     return str(value)
 
 
