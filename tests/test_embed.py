@@ -61,7 +61,7 @@ def test_flip_on_off(photos, mirror):
     np.testing.assert_allclose(on.embed_crops(mirrored), e_on, atol=1e-5)
     assert not np.allclose(off.embed_crops(mirrored), e_off, atol=1e-3)
     # dlib's default is flip off (2x cost, see docs); forcing it on works.
-    assert get_embedder("dlib").flip is False
+    assert get_embedder("dlib").flip is True  # mirror averaging is on by default for every model
     dlib_on = get_embedder("dlib", flip=True)
     assert dlib_on.flip and dlib_on.embed(rgb, faces).shape == (1, 128)
 

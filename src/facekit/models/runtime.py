@@ -32,6 +32,9 @@ def onnx_session(path: str | os.PathLike[str]) -> Any:
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    # No busy-waiting between ops: with two worker processes on two cores (or other programs
+    # running) spinning threads only steal CPU from each other.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if _THREADS:
         opts.intra_op_num_threads = _THREADS
         opts.inter_op_num_threads = 1
