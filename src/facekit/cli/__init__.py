@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import typer
 
+from .cluster_cmd import cluster_cmd, enroll_cmd
 from .embed_cmd import embed_cmd
+from .identify_cmd import identify_cmd
+from .index_cmd import build_index_cmd
 from .models_cmd import models_app
+from .score_cmd import score_cmd
+from .video_cmd import video_cmd
 
 app = typer.Typer(
     name="facekit",
@@ -19,32 +24,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+# Commands in pipeline order: what --help lists.
+app.command("build-index")(build_index_cmd)
+app.command("identify")(identify_cmd)
+app.command("video")(video_cmd)
+app.command("cluster")(cluster_cmd)
+app.command("enroll")(enroll_cmd)
+app.command("score")(score_cmd)
 app.command("embed")(embed_cmd)
 app.add_typer(models_app, name="models")
-
-
-def _register_optional() -> None:
-    """Commands added by later modules register here (kept in one place)."""
-    import importlib
-
-    for mod, attr, name in (
-        ("index_cmd", "build_index_cmd", "build-index"),
-        ("identify_cmd", "identify_cmd", "identify"),
-        ("video_cmd", "video_cmd", "video"),
-        ("cluster_cmd", "cluster_cmd", "cluster"),
-        ("cluster_cmd", "enroll_cmd", "enroll"),
-        ("score_cmd", "score_cmd", "score"),
-    ):
-        try:
-            module = importlib.import_module(f"{__name__}.{mod}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{mod}":
-                raise
-            continue
-        app.command(name)(getattr(module, attr))
-
-
-_register_optional()
 
 
 def _version(value: bool) -> None:
