@@ -15,22 +15,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.table import Table
 
 from facekit import models
+
+if TYPE_CHECKING:
+    from rich.table import Table
 from facekit.errors import FacekitError, ModelError
 
 __all__ = ["models_app"]
@@ -119,6 +112,15 @@ class _ProgressBars:
         console = _stderr()
         # A bar is only useful on a terminal; in logs it would be a one-off dump at the end.
         self.console = console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -128,7 +130,7 @@ class _ProgressBars:
             console=console,
             disable=quiet or not console.is_terminal,
         )
-        self.tasks: dict[str, TaskID] = {}
+        self.tasks: dict[str, Any] = {}
 
     def __enter__(self) -> _ProgressBars:
         self.progress.start()
@@ -207,6 +209,8 @@ def list_cmd(
             row["default"] = _yes_no(row["default"])
 
     def table() -> Table:
+        from rich.table import Table
+
         styles = {"installed": "green", "fetchable": "yellow", "missing": "red"}
         t = Table(title=f"facekit models ({models.models_dir()})", title_justify="left")
         for col in ("model", "kind", "state", "size", "licence", "commercial", "source", "default"):
@@ -320,6 +324,8 @@ def verify_cmd(
     ]
 
     def table() -> Table:
+        from rich.table import Table
+
         styles = {"ok": "green", "unpinned": "yellow", "mismatch": "red", "missing": "red"}
         t = Table()
         for col in ("model", "file", "state", "source", "path"):

@@ -36,7 +36,6 @@ import tempfile
 import time
 import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,6 +161,8 @@ def _mirror() -> tuple[Literal["local", "http"], str] | None:
     if lowered.startswith(("http://", "https://")):
         return "http", value.rstrip("/")
     if lowered.startswith("file://"):
+        import urllib.request  # lazily: it pulls in http, email and ssl
+
         return "local", urllib.request.url2pathname(urllib.parse.urlparse(value).path)
     return "local", str(Path(value).expanduser())
 
@@ -338,6 +339,8 @@ def locate(file: ModelFile) -> Path | None:
 
 def _open_url(url: str, timeout: float) -> IO[bytes]:
     """Open ``url`` for streaming; a seam the tests replace to keep them off the internet."""
+    import urllib.request  # lazily: it pulls in http, email and ssl
+
     request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
     return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (http/https only)
 
