@@ -60,10 +60,13 @@ def test_flip_on_off(photos, mirror):
     mirrored = np.ascontiguousarray(crops[:, :, ::-1])
     np.testing.assert_allclose(on.embed_crops(mirrored), e_on, atol=1e-5)
     assert not np.allclose(off.embed_crops(mirrored), e_off, atol=1e-3)
-    # dlib's default is flip off (2x cost, see docs); forcing it on works.
-    assert get_embedder("dlib").flip is True  # mirror averaging is on by default for every model
-    dlib_on = get_embedder("dlib", flip=True)
-    assert dlib_on.flip and dlib_on.embed(rgb, faces).shape == (1, 128)
+    # Mirror averaging is on by default for every model (dlib included); it can be turned off.
+    assert get_embedder("dlib").flip is True
+    dlib_off = get_embedder("dlib", flip=False)
+    assert not dlib_off.flip and dlib_off.fingerprint + "f" == get_embedder("dlib").fingerprint
+    e_dlib_on, e_dlib_off = get_embedder("dlib").embed(rgb, faces), dlib_off.embed(rgb, faces)
+    assert e_dlib_on.shape == e_dlib_off.shape == (1, 128)
+    assert 0.9 < float(e_dlib_on[0] @ e_dlib_off[0]) < 0.99999
 
 
 class _Fake(Embedder):
