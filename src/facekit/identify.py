@@ -124,7 +124,7 @@ class Identifier:
         self.min_confidence = 50.0 if min_confidence is None else float(min_confidence)
         self.neighbours = neighbours
         self.models = db.models
-        self._person_of = db.faces["person"].to_numpy().astype(str) if len(db.faces) else np.zeros(0, str)
+        self._person_of = db.person_ids
 
     def check(self, embeddings: Embeddings) -> None:
         missing = [m for m in self.models if m not in embeddings.vectors]
@@ -142,7 +142,7 @@ class Identifier:
         if n == 0:
             return []
         self.check(embeddings)
-        if len(self.db.faces) == 0:
+        if self.db.n_faces == 0:
             return [FaceMatch(None, ()) for _ in range(n)]
         k = max(self.neighbours, self.top_k * 10)
         reached = [set() for _ in range(n)]

@@ -232,17 +232,39 @@ class Database:
         calibration: the :class:`~facekit.calibration.Calibration` used for decisions.
     """
 
-    def __init__(self, path: Path, manifest: dict[str, Any], faces: Any, vectors: dict[str, np.ndarray],
+    def __init__(self, path: Path, manifest: dict[str, Any], tables: dict[str, Any], vectors: dict[str, np.ndarray],
                  persons: dict[str, Person], indices: dict[str, Any] | None = None, generation: str = ""):
         self.path = Path(path)
         self.manifest = manifest
-        self.faces = faces
+        self._tables = tables  # pyarrow tables; pandas is imported only when a DataFrame is asked for
+        self._frames: dict[str, Any] = {}
         self.vectors = vectors
         self.persons = persons
         self._indices = indices or {}
         self.generation = generation
-        self.files: Any = None
         self.calibration = Calibration.from_dict(manifest["calibration"])
+        people = tables["faces"].column("person").to_pylist() if tables["faces"].num_rows else []
+        #: ``(n_faces,)`` person id of each face, parallel to :attr:`vectors`.
+        self.person_ids = np.asarray(people, dtype=object).astype(str) if people else np.zeros(0, str)
+
+    def _frame(self, name: str) -> Any:
+        if name not in self._frames:
+            self._frames[name] = self._tables[name].to_pandas()
+        return self._frames[name]
+
+    @property
+    def faces(self) -> Any:
+        """pandas DataFrame of the faces (without embeddings; see :attr:`vectors`)."""
+        return self._frame("faces")
+
+    @property
+    def files(self) -> Any:
+        """pandas DataFrame of every gallery photo seen by build-index."""
+        return self._frame("files")
+
+    @property
+    def n_faces(self) -> int:
+        return int(self._tables["faces"].num_rows)
 
     # ----------------------------------------------------------------- reading
     @classmethod
@@ -261,7 +283,7 @@ class Database:
             DatabaseError: missing, incompatible or tampered database.
             KeyRequiredError: encrypted and the key is missing or wrong.
         """
-        import pandas as pd
+        import pyarrow.parquet as pq
         import voyager
 
         path = Path(path)
@@ -288,26 +310,26 @@ class Database:
             f = gdir / name
             if not f.is_file() or _sha256_file(f) != digest:
                 raise DatabaseError(f"{path}: {gen}/{name} is missing or does not match its checksum (tampered or damaged)")
+        names = ("faces", "persons", "files")
         if manifest.get("encrypted"):
+            import pyarrow as pa
+
             members = _zip_read(gdir / "data.zip", key, path)
-            faces = pd.read_parquet(io.BytesIO(members["faces.parquet"]))
-            persons_df = pd.read_parquet(io.BytesIO(members["persons.parquet"]))
-            files_df = pd.read_parquet(io.BytesIO(members["files.parquet"]))
+            tables = {n: pq.read_table(pa.BufferReader(members[f"{n}.parquet"])) for n in names}
         else:
-            faces = pd.read_parquet(gdir / "faces.parquet")
-            persons_df = pd.read_parquet(gdir / "persons.parquet")
-            files_df = pd.read_parquet(gdir / "files.parquet")
+            tables = {n: pq.read_table(gdir / f"{n}.parquet") for n in names}
+        faces_t = tables["faces"]
         vectors = {}
         for m in manifest["models"]:
-            col = f"emb_{m}"
             dim = manifest["models"][m]["dim"]
-            vectors[m] = (np.stack(faces[col].to_numpy()).astype(np.float32) if len(faces)
-                          else np.zeros((0, dim), np.float32))
-        faces = faces.drop(columns=[c for c in faces.columns if c.startswith("emb_")])
-        persons = {
-            str(r.person): Person(str(r.person), None if pd.isna(r.name) else str(r.name), json.loads(r.extra or "{}"))
-            for r in persons_df.itertuples()
-        }
+            col = faces_t.column(f"emb_{m}").combine_chunks() if faces_t.num_rows else None
+            vectors[m] = (np.asarray(col.flatten().to_numpy(zero_copy_only=False), np.float32).reshape(-1, dim)
+                          if col is not None else np.zeros((0, dim), np.float32))
+        tables["faces"] = faces_t.drop_columns([c for c in faces_t.column_names if c.startswith("emb_")])
+        persons = {}
+        for r in tables["persons"].to_pylist():
+            persons[str(r["person"])] = Person(str(r["person"]), None if r["name"] is None else str(r["name"]),
+                                               json.loads(r["extra"] or "{}"))
         indices = {}
         for m, info in manifest["models"].items():
             idx_path = gdir / f"index-{m}.voy"
@@ -315,9 +337,7 @@ class Database:
                 with open(idx_path, "rb") as fh:
                     indices[m] = voyager.Index.load(fh)
                 indices[m].ef = int(info.get("ef", QUERY_EF))
-        db = cls(path, manifest, faces, vectors, persons, indices, gen)
-        db.files = files_df
-        return db
+        return cls(path, manifest, tables, vectors, persons, indices, gen)
 
     @property
     def models(self) -> list[str]:
@@ -335,13 +355,13 @@ class Database:
                               flip=p.get("flip"))
 
     def info(self) -> IndexInfo:
-        return IndexInfo(str(self.path), self.generation, len(self.persons), len(self.faces), tuple(self.models),
+        return IndexInfo(str(self.path), self.generation, len(self.persons), self.n_faces, tuple(self.models),
                          bool(self.manifest.get("encrypted")), self.calibration.source, self.calibration.threshold,
                          self.manifest.get("updated", ""))
 
     def knn(self, model: str, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Nearest gallery faces of one model: ``(ids (q, k), distances (q, k))``, cosine."""
-        n = len(self.faces)
+        n = self.n_faces
         k = min(k, n)
         if k == 0:
             return np.zeros((len(queries), 0), np.int64), np.zeros((len(queries), 0), np.float32)

@@ -133,9 +133,10 @@ def embed_inputs(paths: list[str], config: Any, *, output: Path | None, fmt: For
 
 
 def _models_meta(config: Any) -> dict[str, str]:
+    from ..embed import embedder_fingerprint
     from ..models.runtime import fingerprint
 
-    meta = {m: fingerprint(m) for m in config.models}
+    meta = {m: embedder_fingerprint(m, config.flip) for m in config.models}
     meta["detector"] = f"{config.detector}:{fingerprint(config.detector)}:up{config.upsample}:max{config.max_side}"
     return meta
 
