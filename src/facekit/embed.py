@@ -109,7 +109,8 @@ class DlibEmbedder(Embedder):
 
         self._dlib = dlib
         dat = files["dlib_face_recognition_resnet_model_v1.dat"]
-        self.shape_predictor = dlib.shape_predictor(str(files["shape_predictor_5_face_landmarks.dat"]))
+        self._sp_path = str(files["shape_predictor_5_face_landmarks.dat"])
+        self._shape_predictor: Any = None  # loaded only for faces from non-dlib detectors
         self.onnx: Any = None
         self.model: Any = None
         if os.environ.get("FACEKIT_DLIB_BACKEND", "onnx") != "dlib":
@@ -134,7 +135,9 @@ class DlibEmbedder(Embedder):
             if shapes is not None:
                 shape = dlib.full_object_detection(rect, [dlib.point(int(round(x)), int(round(y))) for x, y in shapes[i]])
             else:
-                shape = self.shape_predictor(rgb, rect)
+                if self._shape_predictor is None:
+                    self._shape_predictor = dlib.shape_predictor(self._sp_path)
+                shape = self._shape_predictor(rgb, rect)
             chips.append(dlib.get_face_chip(rgb, shape, size=150, padding=0.25))
         return np.stack(chips)
 
