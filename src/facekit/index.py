@@ -108,6 +108,7 @@ def calibrate(
     weights: Mapping[str, float],
     *,
     max_pairs: int = 400_000,
+    max_probes: int = 4000,
     stranger_cost: float = 2.0,
     seed: int = 0,
 ) -> Calibration:
@@ -150,16 +151,24 @@ def calibrate(
                 d = 1.0 - np.einsum("ij,ij->i", v[a], v[b])
                 cal.impostor[m] = (float(d.mean()), float(max(d.std(), 1e-4)))
             cal.stats["impostor_pairs"] = int(len(a))
-    # --- leave-one-out open-set simulation
-    if len(uniq) < 3 or (counts >= 2).sum() < 2 or n > 20000:
-        cal.stats["note"] = "gallery too small (or too large) for leave-one-out; default threshold"
+    # --- leave-one-out open-set simulation (on at most `max_probes` probe faces, compared in
+    # blocks with every gallery face, so memory stays bounded for large galleries)
+    if len(uniq) < 3 or (counts >= 2).sum() < 2:
+        cal.stats["note"] = "gallery too small for leave-one-out; default threshold"
         cal.source = "default" if "impostor_pairs" not in cal.stats else "gallery-impostor"
         return cal
-    ev = cal.pairwise_evidence({m: vectors[m] for m in models}, {m: vectors[m] for m in models})
-    np.fill_diagonal(ev, -np.inf)
-    same = persons[:, None] == persons[None, :]
-    genuine = np.where(same, ev, -np.inf).max(1)
-    stranger = np.where(~same, ev, -np.inf).max(1)
+    probes = np.arange(n) if n <= max_probes else np.sort(rng.choice(n, max_probes, replace=False))
+    all_vecs = {m: vectors[m] for m in models}
+    genuine_l, stranger_l = [], []
+    for start in range(0, len(probes), 512):
+        idx = probes[start : start + 512]
+        ev = cal.pairwise_evidence({m: vectors[m][idx] for m in models}, all_vecs)
+        ev[np.arange(len(idx)), idx] = -np.inf  # not against itself
+        same = persons[idx][:, None] == persons[None, :]
+        genuine_l.append(np.where(same, ev, -np.inf).max(1))
+        stranger_l.append(np.where(~same, ev, -np.inf).max(1))
+    genuine = np.concatenate(genuine_l)
+    stranger = np.concatenate(stranger_l)
     genuine = genuine[np.isfinite(genuine)]
     stranger = stranger[np.isfinite(stranger)]
     if len(genuine) < 30 or len(stranger) < 30:
