@@ -34,7 +34,9 @@ def main() -> None:
     shared = Path(args.shared)
     tmp = Path(tempfile.mkdtemp(prefix="facekit-bench-id-"))
     cfg = PipelineConfig(models=tuple(args.models.split(",")))
-    build_index(shared / "datasets/face_recognition-examples/knn_examples/train", tmp / "db", cfg, workers=1)
+    build_index(
+        shared / "datasets/face_recognition-examples/knn_examples/train", tmp / "db", cfg, workers=1
+    )
     db = Database.open(tmp / "db")
     pipe = Pipeline(db.config)
     ident = Identifier(db)
@@ -47,19 +49,38 @@ def main() -> None:
         ident.match_result(r)
         faces += len(r.faces)
     warm = time.perf_counter() - t0
-    print(f"warm, one process, one worker, models {args.models}: {len(photos)} photos, {faces} faces, "
-          f"{1000 * warm / faces:.0f} ms per face, {1000 * warm / len(photos):.0f} ms per photo")
+    print(
+        f"warm, one process, one worker, models {args.models}: {len(photos)} photos, {faces} faces, "
+        f"{1000 * warm / faces:.0f} ms per face, {1000 * warm / len(photos):.0f} ms per photo"
+    )
     env = {**os.environ}
     cold = []
     for name in ("obama.jpg", "two_people.jpg", "biden.jpg"):
         photo = shared / "datasets/face_recognition-examples" / name
         for _ in range(3):
             t = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "facekit", "identify", str(photo), "-d", str(tmp / "db"), "-q",
-                            "--format", "ndjson"], stdout=subprocess.DEVNULL, env=env, check=False)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "facekit",
+                    "identify",
+                    str(photo),
+                    "-d",
+                    str(tmp / "db"),
+                    "-q",
+                    "--format",
+                    "ndjson",
+                ],
+                stdout=subprocess.DEVNULL,
+                env=env,
+                check=False,
+            )
             cold.append(time.perf_counter() - t)
-    print(f"cold `facekit identify PHOTO` (3 photos x 3 runs): median {statistics.median(cold):.2f} s, "
-          f"max {max(cold):.2f} s")
+    print(
+        f"cold `facekit identify PHOTO` (3 photos x 3 runs): median {statistics.median(cold):.2f} s, "
+        f"max {max(cold):.2f} s"
+    )
 
 
 if __name__ == "__main__":

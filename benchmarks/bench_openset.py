@@ -62,7 +62,9 @@ def main() -> None:
     n_enrolled = sum(1 for _, t in probes if t)
     n_strangers = len(probes) - n_enrolled
     n_faces = 0
-    for (path, truth), result in zip(probes, run_paths(db.config, [p for p, _ in probes], workers=args.workers)):
+    for (_path, truth), result in zip(
+        probes, run_paths(db.config, [p for p, _ in probes], workers=args.workers)
+    ):
         pm = ident.match_result(result)
         n_faces += len(pm.matches)
         named = [m.identity for m in pm.matches if m.identity is not None]
@@ -78,15 +80,23 @@ def main() -> None:
     t_probe = time.perf_counter() - t0
     cal = db.calibration
     acc = (right + (n_strangers - stranger_named)) / len(probes)
-    print(f"models: {args.models}   gallery: {report.faces} faces of {report.persons} people "
-          f"(calibration: {cal.source}, threshold {cal.threshold:.2f})")
-    print(f"enrolled probes named right: {right}/{n_enrolled} = {right / n_enrolled:.1%} "
-          f"(missed {missed}, wrong person {wrong_enrolled})")
-    print(f"strangers given a name: {stranger_named}/{n_strangers} = {stranger_named / n_strangers:.1%}")
+    print(
+        f"models: {args.models}   gallery: {report.faces} faces of {report.persons} people "
+        f"(calibration: {cal.source}, threshold {cal.threshold:.2f})"
+    )
+    print(
+        f"enrolled probes named right: {right}/{n_enrolled} = {right / n_enrolled:.1%} "
+        f"(missed {missed}, wrong person {wrong_enrolled})"
+    )
+    print(
+        f"strangers given a name: {stranger_named}/{n_strangers} = {stranger_named / n_strangers:.1%}"
+    )
     print(f"open-set accuracy: {acc:.1%}")
-    print(f"build-index: {report.faces + len(report.no_face)} photos in {t_build:.1f} s; "
-          f"identify: {len(probes)} photos / {n_faces} faces in {t_probe:.1f} s "
-          f"({1000 * t_probe / max(n_faces, 1):.0f} ms per face, workers={args.workers or 'auto'})")
+    print(
+        f"build-index: {report.faces + len(report.no_face)} photos in {t_build:.1f} s; "
+        f"identify: {len(probes)} photos / {n_faces} faces in {t_probe:.1f} s "
+        f"({1000 * t_probe / max(n_faces, 1):.0f} ms per face, workers={args.workers or 'auto'})"
+    )
     shutil.rmtree(tmp, ignore_errors=True)
 
 

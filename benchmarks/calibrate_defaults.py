@@ -42,7 +42,9 @@ def main() -> None:
         if not len(faces):
             continue
         centre = np.array([img.width / 2, img.height / 2])
-        i = int(np.argmin(np.linalg.norm((faces.xyxy[:, :2] + faces.xyxy[:, 2:]) / 2 - centre, axis=1)))
+        i = int(
+            np.argmin(np.linalg.norm((faces.xyxy[:, :2] + faces.xyxy[:, 2:]) / 2 - centre, axis=1))
+        )
         crops_src.append((img.rgb, faces[i]))
         labels.append(f.parent.name)
     labels = np.array(labels)
@@ -59,8 +61,10 @@ def main() -> None:
             v = np.concatenate([emb.embed(rgb, face) for rgb, face in crops_src])
             ms = 1000 * (time.perf_counter() - t) / len(v)
             d = (1 - v @ v.T)[iu]
-            print(f"| {m} | {'on' if flip else 'off'} | {d[~y].mean():.3f} | {d[~y].std():.3f} | {d[y].mean():.3f} | "
-                  f"{roc_auc_score(y, -d):.4f} | {ms:.0f} |")
+            print(
+                f"| {m} | {'on' if flip else 'off'} | {d[~y].mean():.3f} | {d[~y].std():.3f} | {d[y].mean():.3f} | "
+                f"{roc_auc_score(y, -d):.4f} | {ms:.0f} |"
+            )
 
 
 if __name__ == "__main__":

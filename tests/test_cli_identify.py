@@ -12,9 +12,17 @@ from pathlib import Path
 import pytest
 
 
-def run(*args: str, env: dict | None = None, input: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "facekit", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, input=input, timeout=300)
+def run(
+    *args: str, env: dict | None = None, input: str | None = None
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "facekit", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        input=input,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +48,16 @@ def test_ndjson_contract_and_exit_0(db, fr_examples):
     for f in rec["faces"]:
         assert len(f["box"]) == 4
         for c in f["candidates"]:
-            assert {"person", "name", "confidence", "distances"} <= set(c) and "dlib" in c["distances"]
+            assert {"person", "name", "confidence", "distances"} <= set(c) and "dlib" in c[
+                "distances"
+            ]
 
 
 def test_nobody_known_exit_1_and_annotate(db, lfw, tmp_path):
     photo = str(sorted((lfw / sorted(p.name for p in lfw.iterdir())[0]).glob("*.jpg"))[0])
-    r = run("identify", photo, "-d", str(db), "--format", "json", "--annotate", str(tmp_path / "ann"))
+    r = run(
+        "identify", photo, "-d", str(db), "--format", "json", "--annotate", str(tmp_path / "ann")
+    )
     assert r.returncode == 1, r.stderr
     doc = json.loads(r.stdout)
     assert doc[0]["faces"] and all(f["identity"] is None for f in doc[0]["faces"])
@@ -73,10 +85,24 @@ def test_encrypted_missing_key_is_one_line(tmp_path, fr_examples):
     people = shutil.copytree(fr_examples / "knn_examples" / "train", tmp_path / "people")
     r = run("build-index", str(people), "-d", str(tmp_path / "enc.db"), "--encrypt", "-j", "1")
     assert r.returncode == 5 and "FACEKIT_KEY" in r.stderr
-    r = run("build-index", str(people), "-d", str(tmp_path / "enc.db"), "--encrypt", "-j", "1",
-            env={"FACEKIT_KEY": "k1"})
+    r = run(
+        "build-index",
+        str(people),
+        "-d",
+        str(tmp_path / "enc.db"),
+        "--encrypt",
+        "-j",
+        "1",
+        env={"FACEKIT_KEY": "k1"},
+    )
     assert r.returncode == 0, r.stderr
-    r = run("identify", str(fr_examples / "obama.jpg"), "-d", str(tmp_path / "enc.db"), env={"FACEKIT_KEY": "k2"})
+    r = run(
+        "identify",
+        str(fr_examples / "obama.jpg"),
+        "-d",
+        str(tmp_path / "enc.db"),
+        env={"FACEKIT_KEY": "k2"},
+    )
     assert r.returncode == 5 and len(r.stderr.strip().splitlines()) == 1 and "wrong key" in r.stderr
     assert r.stdout == ""
 

@@ -14,9 +14,15 @@ COMMANDS = ["build-index", "identify", "video", "cluster", "enroll", "score", "e
 
 def test_cli_reference_is_up_to_date():
     pytest.importorskip("cogapp")
-    r = subprocess.run([sys.executable, "-m", "cogapp", "--check", str(ROOT / "docs" / "cli.md")],
-                       capture_output=True, text=True, cwd=ROOT)
-    assert r.returncode == 0, f"docs/cli.md is out of date: run `cog -r docs/cli.md`\n{r.stdout}{r.stderr}"
+    r = subprocess.run(
+        [sys.executable, "-m", "cogapp", "--check", str(ROOT / "docs" / "cli.md")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert r.returncode == 0, (
+        f"docs/cli.md is out of date: run `cog -r docs/cli.md`\n{r.stdout}{r.stderr}"
+    )
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -34,4 +40,8 @@ def test_help_has_an_example(command):
     from facekit.cli import app
 
     result = CliRunner().invoke(app, [command, "--help"])
-    assert result.exit_code == 0 and "Example" in result.output and f"facekit {command}" in result.output
+    assert (
+        result.exit_code == 0
+        and "Example" in result.output
+        and f"facekit {command}" in result.output
+    )

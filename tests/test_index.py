@@ -29,7 +29,9 @@ CFG = PipelineConfig()
 def _gallery(fr_examples: Path, dest: Path) -> Path:
     src = fr_examples / "knn_examples" / "train"
     shutil.copytree(src, dest)
-    (dest / "people.json").write_text(json.dumps({"obama": {"name": "Barack Obama"}, "biden": "Joe Biden"}))
+    (dest / "people.json").write_text(
+        json.dumps({"obama": {"name": "Barack Obama"}, "biden": "Joe Biden"})
+    )
     return dest
 
 
@@ -67,8 +69,12 @@ def test_strangers_are_unknown(built, lfw):
     _, db_path, _ = built
     db = Database.open(db_path)
     photos = [sorted((lfw / n).glob("*.jpg"))[0] for n in sorted(p.name for p in lfw.iterdir())[:6]]
-    named = [m.identity for pm in identify_paths(db, [str(p) for p in photos], workers=1) for m in pm.matches
-             if m.identity is not None]
+    named = [
+        m.identity
+        for pm in identify_paths(db, [str(p) for p in photos], workers=1)
+        for m in pm.matches
+        if m.identity is not None
+    ]
     assert named == []
 
 
@@ -98,9 +104,8 @@ def _count(folder: Path) -> int:
 def test_concurrent_writer_is_refused(built, tmp_path):
     people, _, _ = built
     db_path = tmp_path / "faces.db"
-    with Database.lock(db_path):
-        with pytest.raises(LockedError):
-            build_index(people, db_path, CFG, workers=1)
+    with Database.lock(db_path), pytest.raises(LockedError):
+        build_index(people, db_path, CFG, workers=1)
 
 
 def test_kill_during_build_leaves_old_database(built, tmp_path, fr_examples):
@@ -175,8 +180,9 @@ def test_tampering_is_detected(built, tmp_path):
 
 
 def test_identifier_rejects_other_models(built):
-    from facekit.types import Embeddings
     import numpy as np
+
+    from facekit.types import Embeddings
 
     db = Database.open(built[1])
     with pytest.raises(Exception, match="mobilefacenet|missing"):

@@ -100,7 +100,9 @@ def template_for(size: int | tuple[int, int]) -> np.ndarray:
     return t
 
 
-def align_crops(rgb: np.ndarray, landmarks: np.ndarray, size: int | tuple[int, int] = 112) -> np.ndarray:
+def align_crops(
+    rgb: np.ndarray, landmarks: np.ndarray, size: int | tuple[int, int] = 112
+) -> np.ndarray:
     """Warp each face onto the ArcFace template.
 
     Args:
@@ -121,11 +123,15 @@ def align_crops(rgb: np.ndarray, landmarks: np.ndarray, size: int | tuple[int, i
     out = np.zeros((len(landmarks), h, w, 3), np.uint8)
     for i, pts in enumerate(landmarks):
         m = similarity_transform(pts, tmpl)
-        out[i] = cv2.warpAffine(rgb, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        out[i] = cv2.warpAffine(
+            rgb, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
     return out
 
 
-def box_crops(rgb: np.ndarray, xyxy: np.ndarray, size: int = 112, margin: float = 0.2) -> np.ndarray:
+def box_crops(
+    rgb: np.ndarray, xyxy: np.ndarray, size: int = 112, margin: float = 0.2
+) -> np.ndarray:
     """Square crops around boxes (with ``margin`` of the box size), for contact sheets and thumbnails.
 
     Returns:
@@ -137,9 +143,16 @@ def box_crops(rgb: np.ndarray, xyxy: np.ndarray, size: int = 112, margin: float 
     for i, (x1, y1, x2, y2) in enumerate(np.asarray(xyxy, float)):
         cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
         half = max(x2 - x1, y2 - y1) * (0.5 + margin)
-        src = np.array([[cx - half, cy - half], [cx + half, cy - half], [cx - half, cy + half]], np.float32)
+        src = np.array(
+            [[cx - half, cy - half], [cx + half, cy - half], [cx - half, cy + half]], np.float32
+        )
         dst = np.array([[0, 0], [size, 0], [0, size]], np.float32)
         m = cv2.getAffineTransform(src, dst)
-        out[i] = cv2.warpAffine(rgb, m, (size, size), flags=cv2.INTER_AREA if half * 2 > size else cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_CONSTANT)
+        out[i] = cv2.warpAffine(
+            rgb,
+            m,
+            (size, size),
+            flags=cv2.INTER_AREA if half * 2 > size else cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+        )
     return out

@@ -15,8 +15,8 @@ def annotate_photo(source: str, matches: Any, out_dir: str | os.PathLike[str]) -
     """
     from PIL import Image, ImageDraw, ImageFont
 
-    from .imageio import load_image
     from .facetable import write_atomic
+    from .imageio import load_image
 
     img = Image.fromarray(load_image(source).rgb.copy())
     draw = ImageDraw.Draw(img)
@@ -29,7 +29,11 @@ def annotate_photo(source: str, matches: Any, out_dir: str | os.PathLike[str]) -
         x, y, w, h = (float(v) for v in matches.result.faces.xywh[i])
         known = m.identity is not None
         colour = (40, 200, 60) if known else (230, 60, 40)
-        label = f"{m.identity.name or m.identity.person} {m.identity.confidence:.0f}" if known else "unknown"
+        label = (
+            f"{m.identity.name or m.identity.person} {m.identity.confidence:.0f}"
+            if known
+            else "unknown"
+        )
         draw.rectangle([x, y, x + w, y + h], outline=colour, width=max(2, size // 6))
         tb = draw.textbbox((x, y), label, font=font)
         ty = max(0, y - (tb[3] - tb[1]) - 4)

@@ -24,7 +24,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Calibration", "DEFAULT_IMPOSTOR", "DEFAULT_GENUINE_EVIDENCE", "DEFAULT_THRESHOLD", "cosine_distances"]
+__all__ = [
+    "Calibration",
+    "DEFAULT_IMPOSTOR",
+    "DEFAULT_GENUINE_EVIDENCE",
+    "DEFAULT_THRESHOLD",
+    "cosine_distances",
+]
 
 #: model -> (mean, standard deviation) of the cosine distance of different-person pairs.
 DEFAULT_IMPOSTOR: dict[str, tuple[float, float]] = {
@@ -67,11 +73,16 @@ class Calibration:
     stats: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def default(cls, models: list[str] | tuple[str, ...], weights: Mapping[str, float] | None = None) -> Calibration:
+    def default(
+        cls, models: list[str] | tuple[str, ...], weights: Mapping[str, float] | None = None
+    ) -> Calibration:
         """Defaults for ``models`` (measured on lfw-dev; see module docs)."""
         w = dict(weights) if weights else {m: 1.0 for m in models}
         total = sum(w.values()) or 1.0
-        return cls({m: DEFAULT_IMPOSTOR.get(m, (0.9, 0.1)) for m in models}, {m: w[m] / total for m in models})
+        return cls(
+            {m: DEFAULT_IMPOSTOR.get(m, (0.9, 0.1)) for m in models},
+            {m: w[m] / total for m in models},
+        )
 
     @property
     def models(self) -> list[str]:
@@ -91,7 +102,9 @@ class Calibration:
         assert total is not None
         return total
 
-    def pairwise_evidence(self, a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> np.ndarray:
+    def pairwise_evidence(
+        self, a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]
+    ) -> np.ndarray:
         """``(na, nb)`` fused evidence between two sets of embeddings (model -> ``(n, dim)``)."""
         return self.evidence({m: cosine_distances(a[m], b[m]) for m in self.weights})
 
@@ -111,5 +124,8 @@ class Calibration:
         return cls(
             {m: (float(v[0]), float(v[1])) for m, v in d["impostor"].items()},
             {m: float(v) for m, v in d["weights"].items()},
-            float(d["threshold"]), float(d["genuine"]), str(d.get("source", "gallery")), dict(d.get("stats", {})),
+            float(d["threshold"]),
+            float(d["genuine"]),
+            str(d.get("source", "gallery")),
+            dict(d.get("stats", {})),
         )

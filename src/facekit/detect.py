@@ -69,12 +69,17 @@ class _DlibShapeMixin:
         shapes = np.array(
             [[(p.x, p.y) for p in self.shape_predictor(rgb, r).parts()] for r in rects], np.float32
         )
-        xyxy = np.array([[r.left(), r.top(), r.right() + 1, r.bottom() + 1] for r in rects], np.float32)
+        xyxy = np.array(
+            [[r.left(), r.top(), r.right() + 1, r.bottom() + 1] for r in rects], np.float32
+        )
         h, w = rgb.shape[:2]
         xyxy[:, [0, 2]] = xyxy[:, [0, 2]].clip(0, w)
         xyxy[:, [1, 3]] = xyxy[:, [1, 3]].clip(0, h)
         return Faces(
-            xyxy, np.asarray(scores, np.float32), dlib5_to_standard(shapes), {"dlib_shape5": shapes},
+            xyxy,
+            np.asarray(scores, np.float32),
+            dlib5_to_standard(shapes),
+            {"dlib_shape5": shapes},
             {"detector": self.name},  # type: ignore[attr-defined]
         )
 
@@ -92,7 +97,9 @@ class DlibHogDetector(_DlibShapeMixin, Detector):
         import dlib
 
         self.detector = _cached_hog_detector()
-        self.shape_predictor = dlib.shape_predictor(str(files["shape_predictor_5_face_landmarks.dat"]))
+        self.shape_predictor = dlib.shape_predictor(
+            str(files["shape_predictor_5_face_landmarks.dat"])
+        )
         self.upsample = upsample
         self.threshold = threshold
 
@@ -137,7 +144,9 @@ class DlibCnnDetector(_DlibShapeMixin, Detector):
         import dlib
 
         self.detector = dlib.cnn_face_detection_model_v1(str(files["mmod_human_face_detector.dat"]))
-        self.shape_predictor = dlib.shape_predictor(str(files["shape_predictor_5_face_landmarks.dat"]))
+        self.shape_predictor = dlib.shape_predictor(
+            str(files["shape_predictor_5_face_landmarks.dat"])
+        )
         self.upsample = upsample
         self.threshold = threshold
 
@@ -223,13 +232,15 @@ class RetinaFaceDetector(Detector):
         lm = (pri[:, None, :2] + landm.reshape(-1, 5, 2) * v0 * pri[:, None, 2:]) * [w, h]
         idx = cv2.dnn.NMSBoxes(
             [[float(a), float(b), float(c - a), float(d - b)] for a, b, c, d in boxes],
-            scores.tolist(), self.threshold, self.nms,
+            scores.tolist(),
+            self.threshold,
+            self.nms,
         )
-        idx = np.asarray(idx, int).reshape(-1)
-        boxes = boxes[idx]
+        keep_idx = np.asarray(idx, int).reshape(-1)
+        boxes = boxes[keep_idx]
         boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
         boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
-        return Faces(boxes, scores[idx], lm[idx], {}, {"detector": self.name})
+        return Faces(boxes, scores[keep_idx], lm[keep_idx], {}, {"detector": self.name})
 
 
 class YoloFaceDetector(Detector):
@@ -248,7 +259,9 @@ class YoloFaceDetector(Detector):
         self.threshold = threshold
 
     def detect(self, rgb: np.ndarray) -> Faces:  # pragma: no cover - needs the optional extra
-        res = self.model.predict(np.ascontiguousarray(rgb[:, :, ::-1]), conf=self.threshold, verbose=False)[0]
+        res = self.model.predict(
+            np.ascontiguousarray(rgb[:, :, ::-1]), conf=self.threshold, verbose=False
+        )[0]
         xyxy = res.boxes.xyxy.cpu().numpy()
         conf = res.boxes.conf.cpu().numpy()
         if res.keypoints is not None and len(xyxy):
@@ -258,7 +271,7 @@ class YoloFaceDetector(Detector):
         return Faces(xyxy, conf, lm, {}, {"detector": self.name})
 
 
-DETECTORS: dict[str, type[Detector]] = {
+DETECTORS: dict[str, Any] = {
     "dlib-hog": DlibHogDetector,
     "dlib-cnn": DlibCnnDetector,
     "yunet": YuNetDetector,
@@ -270,8 +283,13 @@ _cache: dict[tuple[Any, ...], Detector] = {}
 _cache_lock = threading.Lock()
 
 
-def get_detector(name: str = DEFAULT_DETECTOR, *, offline: bool | None = None, progress: Any = None,
-                 **options: Any) -> Detector:
+def get_detector(
+    name: str = DEFAULT_DETECTOR,
+    *,
+    offline: bool | None = None,
+    progress: Any = None,
+    **options: Any,
+) -> Detector:
     """Return the detector ``name``, loading (and if needed fetching) its model once per process.
 
     Args:
@@ -315,7 +333,9 @@ def detect_image(detector: Detector, rgb: np.ndarray, max_side: int = DEFAULT_MA
     small = rgb
     if max(h, w) > max_side:
         scale = max_side / max(h, w)
-        small = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        small = cv2.resize(
+            rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
+        )
     faces = detector.detect(small)
     if scale != 1.0 and len(faces):
         faces = faces.scaled(1.0 / scale)

@@ -25,7 +25,15 @@ from .types import Embeddings, Faces
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Embedder", "Ensemble", "get_embedder", "get_ensemble", "RECOGNIZERS", "DEFAULT_MODELS", "l2_normalise"]
+__all__ = [
+    "Embedder",
+    "Ensemble",
+    "get_embedder",
+    "get_ensemble",
+    "RECOGNIZERS",
+    "DEFAULT_MODELS",
+    "l2_normalise",
+]
 
 DEFAULT_MODELS = ("dlib",)
 
@@ -84,9 +92,13 @@ class Embedder(ABC):
             batch = crops[start : start + self.batch_size]
             vec = l2_normalise(self.embed_batch(batch))
             if self.flip:
-                vec = l2_normalise(vec + l2_normalise(self.embed_batch(np.ascontiguousarray(batch[:, :, ::-1]))))
+                vec = l2_normalise(
+                    vec + l2_normalise(self.embed_batch(np.ascontiguousarray(batch[:, :, ::-1])))
+                )
             out.append(vec)
-        return np.concatenate(out).astype(np.float32) if out else np.zeros((0, self.dim), np.float32)
+        return (
+            np.concatenate(out).astype(np.float32) if out else np.zeros((0, self.dim), np.float32)
+        )
 
 
 class DlibEmbedder(Embedder):
@@ -118,8 +130,12 @@ class DlibEmbedder(Embedder):
                 from .models.dlib_onnx import DlibOnnxResnet, ensure_dlib_onnx
 
                 self.onnx = DlibOnnxResnet(ensure_dlib_onnx(dat))
-            except Exception as exc:  # conversion needs the onnx package and a writable model folder
-                log.warning("dlib: using dlib's own (slower) ResNet: %s", " ".join(str(exc).split()))
+            except (
+                Exception
+            ) as exc:  # conversion needs the onnx package and a writable model folder
+                log.warning(
+                    "dlib: using dlib's own (slower) ResNet: %s", " ".join(str(exc).split())
+                )
         if self.onnx is None:
             self.model = dlib.face_recognition_model_v1(str(dat))
         if flip is not None:
@@ -133,7 +149,9 @@ class DlibEmbedder(Embedder):
         for i, (x1, y1, x2, y2) in enumerate(faces.xyxy):
             rect = dlib.rectangle(int(x1), int(y1), int(x2) - 1, int(y2) - 1)
             if shapes is not None:
-                shape = dlib.full_object_detection(rect, [dlib.point(int(round(x)), int(round(y))) for x, y in shapes[i]])
+                shape = dlib.full_object_detection(
+                    rect, [dlib.point(int(round(x)), int(round(y))) for x, y in shapes[i]]
+                )
             else:
                 if self._shape_predictor is None:
                     self._shape_predictor = dlib.shape_predictor(self._sp_path)
@@ -145,7 +163,9 @@ class DlibEmbedder(Embedder):
         if self.onnx is not None:
             return self.onnx.embed_chips(np.ascontiguousarray(crops))
         chips = [np.ascontiguousarray(c) for c in crops]
-        return np.array(self.model.compute_face_descriptor(chips), np.float32).reshape(len(chips), self.dim)
+        return np.array(self.model.compute_face_descriptor(chips), np.float32).reshape(
+            len(chips), self.dim
+        )
 
 
 class OnnxArcFaceStyleEmbedder(Embedder):
@@ -173,7 +193,9 @@ class OnnxArcFaceStyleEmbedder(Embedder):
         x = (crops.astype(np.float32) - 127.5) / 128.0
         x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
         if self.fixed_batch == 1:
-            return np.concatenate([self.session.run(None, {self.input_name: x[i : i + 1]})[0] for i in range(len(x))])
+            return np.concatenate(
+                [self.session.run(None, {self.input_name: x[i : i + 1]})[0] for i in range(len(x))]
+            )
         return self.session.run(None, {self.input_name: x})[0]
 
 
@@ -198,7 +220,12 @@ class SFaceEmbedder(Embedder):
     def embed_batch(self, crops: np.ndarray) -> np.ndarray:
         with self._lock:
             return np.concatenate(
-                [np.asarray(self.model.feature(np.ascontiguousarray(c[:, :, ::-1]))).reshape(1, -1) for c in crops]
+                [
+                    np.asarray(self.model.feature(np.ascontiguousarray(c[:, :, ::-1]))).reshape(
+                        1, -1
+                    )
+                    for c in crops
+                ]
             )
 
 
@@ -268,11 +295,14 @@ def embedder_fingerprint(name: str, flip: bool | None = None) -> str:
     on = DEFAULT_FLIP.get(name, True) if flip is None else flip
     return fingerprint(name) + ("f" if on else "")
 
+
 _cache: dict[tuple[str, bool | None], Embedder] = {}
 _lock = threading.Lock()
 
 
-def get_embedder(name: str, *, flip: bool | None = None, offline: bool | None = None, progress: Any = None) -> Embedder:
+def get_embedder(
+    name: str, *, flip: bool | None = None, offline: bool | None = None, progress: Any = None
+) -> Embedder:
     """Return recogniser ``name``, loading (and if needed fetching) it once per process.
 
     Raises:
@@ -327,13 +357,23 @@ class Ensemble:
 
     def embed(self, rgb: np.ndarray, faces: Faces) -> Embeddings:
         """Embeddings of ``faces`` from every recogniser (see :meth:`Embedder.embed`)."""
-        return Embeddings({e.model_id: e.embed(rgb, faces) for e in self.embedders}, self.fingerprints)
+        return Embeddings(
+            {e.model_id: e.embed(rgb, faces) for e in self.embedders}, self.fingerprints
+        )
 
 
-def get_ensemble(models: Sequence[str] | str = DEFAULT_MODELS, weights: Sequence[float] | None = None, *,
-                 offline: bool | None = None, progress: Any = None, flip: bool | None = None) -> Ensemble:
+def get_ensemble(
+    models: Sequence[str] | str = DEFAULT_MODELS,
+    weights: Sequence[float] | None = None,
+    *,
+    offline: bool | None = None,
+    progress: Any = None,
+    flip: bool | None = None,
+) -> Ensemble:
     """Build an :class:`Ensemble` from model names (a list or a comma-separated string)."""
     from .models.registry import parse_model_list
 
     names = parse_model_list(models, kind="recognizer")
-    return Ensemble([get_embedder(n, flip=flip, offline=offline, progress=progress) for n in names], weights)
+    return Ensemble(
+        [get_embedder(n, flip=flip, offline=offline, progress=progress) for n in names], weights
+    )

@@ -50,7 +50,10 @@ def face_rows(result: ImageResult, with_embeddings: bool = True) -> list[dict[st
         row: dict[str, Any] = {
             "source": result.source,
             "face": i,
-            "x": float(xywh[i, 0]), "y": float(xywh[i, 1]), "w": float(xywh[i, 2]), "h": float(xywh[i, 3]),
+            "x": float(xywh[i, 0]),
+            "y": float(xywh[i, 1]),
+            "w": float(xywh[i, 2]),
+            "h": float(xywh[i, 3]),
             "landmarks": result.faces.landmarks[i].reshape(-1).astype(np.float32),
             "det_score": float(result.faces.confidence[i]),
             "face_size": float(result.faces.size[i]),
@@ -76,10 +79,19 @@ def record_for(result: ImageResult, with_embeddings: bool = True) -> dict[str, A
             "face_size": row["face_size"],
         }
         if with_embeddings:
-            face["embeddings"] = {m: result.embeddings.vectors[m][row["face"]].tolist() for m in result.embeddings.vectors}
+            face["embeddings"] = {
+                m: result.embeddings.vectors[m][row["face"]].tolist()
+                for m in result.embeddings.vectors
+            }
         faces.append(face)
-    rec: dict[str, Any] = {"source": result.source, "width": result.width, "height": result.height,
-                           "digest": result.digest, "faces": faces, "error": result.error}
+    rec: dict[str, Any] = {
+        "source": result.source,
+        "width": result.width,
+        "height": result.height,
+        "digest": result.digest,
+        "faces": faces,
+        "error": result.error,
+    }
     if result.time is not None:
         rec["time"] = result.time
     if with_embeddings and result.embeddings.fingerprints:
@@ -107,8 +119,12 @@ class FaceTable:
 
     def embeddings(self) -> Embeddings:
         """All rows' embeddings as an :class:`Embeddings`."""
-        vecs = {m: np.stack(self.frame[f"emb_{m}"].to_numpy()).astype(np.float32) if len(self.frame)
-                else np.zeros((0, 0), np.float32) for m in self.model_ids}
+        vecs = {
+            m: np.stack(self.frame[f"emb_{m}"].to_numpy()).astype(np.float32)
+            if len(self.frame)
+            else np.zeros((0, 0), np.float32)
+            for m in self.model_ids
+        }
         return Embeddings(vecs, {m: self.models.get(m, "") for m in self.model_ids})
 
     def faces(self) -> Faces:
@@ -116,13 +132,17 @@ class FaceTable:
         if not len(f):
             return Faces.empty()
         xyxy = np.stack([f.x, f.y, f.x + f.w, f.y + f.h], 1)
-        return Faces(xyxy, f.det_score.to_numpy(), np.stack(f.landmarks.to_numpy()).reshape(-1, 5, 2))
+        return Faces(
+            xyxy, f.det_score.to_numpy(), np.stack(f.landmarks.to_numpy()).reshape(-1, 5, 2)
+        )
 
     def rows_for(self, source: str) -> Any:
         return self.frame[self.frame.source == source]
 
     @classmethod
-    def from_results(cls, results: Iterable[ImageResult], models: dict[str, str] | None = None) -> FaceTable:
+    def from_results(
+        cls, results: Iterable[ImageResult], models: dict[str, str] | None = None
+    ) -> FaceTable:
         import pandas as pd
 
         rows: list[dict[str, Any]] = []
@@ -168,7 +188,9 @@ class FaceTable:
         try:
             table = pq.read_table(path)
         except Exception as exc:
-            raise InputError(f"{path}: not a facekit face table ({' '.join(str(exc).split())})") from exc
+            raise InputError(
+                f"{path}: not a facekit face table ({' '.join(str(exc).split())})"
+            ) from exc
         meta = table.schema.metadata or {}
         frame = table.to_pandas()
         if "source" not in frame.columns:
@@ -179,7 +201,19 @@ class FaceTable:
 
 
 def _columns(rows: Sequence[dict[str, Any]]) -> list[str]:
-    base = ["source", "face", "x", "y", "w", "h", "landmarks", "det_score", "face_size", "time", "digest"]
+    base = [
+        "source",
+        "face",
+        "x",
+        "y",
+        "w",
+        "h",
+        "landmarks",
+        "det_score",
+        "face_size",
+        "time",
+        "digest",
+    ]
     extra = sorted({k for r in rows for k in r} - set(base))
     return base + extra
 
@@ -210,4 +244,10 @@ def result_from_rows(table: FaceTable, source: str) -> ImageResult:
     info = table.files.get(source, {})
     sub = FaceTable(table.rows_for(source).sort_values("face"), {}, table.models)
     emb = sub.embeddings() if len(sub.frame) else Embeddings({})
-    return ImageResult(source, faces=sub.faces(), embeddings=emb, digest=info.get("digest", ""), error=info.get("error"))
+    return ImageResult(
+        source,
+        faces=sub.faces(),
+        embeddings=emb,
+        digest=info.get("digest", ""),
+        error=info.get("error"),
+    )

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .calibration import Calibration
-from .errors import DatabaseError, InputError, UsageError
+from .errors import InputError, UsageError
 from .index import FACE_COLUMNS, FILE_COLUMNS, Database, Person, iter_people
 from .types import ImageResult
 
@@ -46,14 +46,28 @@ class BuildReport:
     def to_record(self) -> dict[str, Any]:
         cal = self.calibration
         return {
-            "db": self.db, "persons": self.persons, "faces": self.faces, "added": self.added,
-            "updated": self.updated, "removed": self.removed, "unchanged": self.unchanged,
-            "no_face": self.no_face, "several_faces": [{"source": s, "faces": n} for s, n in self.several_faces],
+            "db": self.db,
+            "persons": self.persons,
+            "faces": self.faces,
+            "added": self.added,
+            "updated": self.updated,
+            "removed": self.removed,
+            "unchanged": self.unchanged,
+            "no_face": self.no_face,
+            "several_faces": [{"source": s, "faces": n} for s, n in self.several_faces],
             "errors": self.errors,
-            "calibration": None if cal is None else {
-                "source": cal.source, "threshold": round(cal.threshold, 3), "genuine": round(cal.genuine, 3),
+            "calibration": None
+            if cal is None
+            else {
+                "source": cal.source,
+                "threshold": round(cal.threshold, 3),
+                "genuine": round(cal.genuine, 3),
                 "impostor": {m: [round(a, 4), round(b, 4)] for m, (a, b) in cal.impostor.items()},
-                **{k: v for k, v in cal.stats.items() if k.startswith("loo_") or k == "impostor_pairs"},
+                **{
+                    k: v
+                    for k, v in cal.stats.items()
+                    if k.startswith("loo_") or k == "impostor_pairs"
+                },
             },
         }
 
@@ -82,7 +96,9 @@ def read_people_meta(people_dir: Path) -> dict[str, dict[str, Any]]:
             with open(cs, newline="", encoding="utf-8") as fh:
                 return {str(r.pop("id")): r for r in csv.DictReader(fh)}
     except (ValueError, KeyError, TypeError, OSError) as exc:
-        raise InputError(f"{js if js.is_file() else cs}: cannot read people metadata ({exc})") from None
+        raise InputError(
+            f"{js if js.is_file() else cs}: cannot read people metadata ({exc})"
+        ) from None
     return {}
 
 
@@ -136,8 +152,10 @@ def build_index(
         if Database.exists(db_path) and not rebuild:
             old = Database.open(db_path, key=key)
             if list(config.models) != old.models:
-                raise UsageError(f"{db_path} was built with models {','.join(old.models)}; "
-                                 f"re-run with --models {','.join(old.models)} or use --rebuild")
+                raise UsageError(
+                    f"{db_path} was built with models {','.join(old.models)}; "
+                    f"re-run with --models {','.join(old.models)} or use --rebuild"
+                )
             if encrypt != bool(old.manifest.get("encrypted")) and not rebuild:
                 raise UsageError(f"{db_path}: changing encryption needs --rebuild")
         meta = read_people_meta(people_dir)
@@ -146,7 +164,11 @@ def build_index(
         for person, paths in iter_people(people_dir):
             for p in paths:
                 listing.append((person, os.path.relpath(p, people_dir), p))
-        old_files = {} if old is None or old.files is None else {r.source: r for r in old.files.itertuples()}
+        old_files = (
+            {}
+            if old is None or old.files is None
+            else {r.source: r for r in old.files.itertuples()}
+        )
         keep_sources: set[str] = set()
         todo: list[tuple[str, str, str]] = []
         file_rows: list[dict[str, Any]] = []
@@ -169,8 +191,17 @@ def build_index(
                 if same:
                     keep_sources.add(rel)
                     report.unchanged += 1
-                    file_rows.append({"source": rel, "person": person, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                                      "digest": prev.digest, "faces": prev.faces, "error": None})
+                    file_rows.append(
+                        {
+                            "source": rel,
+                            "person": person,
+                            "size": st.st_size,
+                            "mtime_ns": st.st_mtime_ns,
+                            "digest": prev.digest,
+                            "faces": prev.faces,
+                            "error": None,
+                        }
+                    )
                     if prev.faces == 0:
                         report.no_face.append(p)
                     continue
@@ -187,8 +218,17 @@ def build_index(
                 continue
             st = os.stat(p)
             nfaces = len(result.faces)
-            file_rows.append({"source": rel, "person": person, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                              "digest": result.digest, "faces": nfaces, "error": None})
+            file_rows.append(
+                {
+                    "source": rel,
+                    "person": person,
+                    "size": st.st_size,
+                    "mtime_ns": st.st_mtime_ns,
+                    "digest": result.digest,
+                    "faces": nfaces,
+                    "error": None,
+                }
+            )
             if rel in old_files:
                 report.updated += 1
             else:
@@ -200,18 +240,35 @@ def build_index(
                 report.several_faces.append((p, nfaces))
             i = dominant_face(result)
             x, y, w, h = (float(v) for v in result.faces.xywh[i])
-            new_rows.append({"face_id": 0, "person": person, "source": rel, "digest": result.digest,
-                             "size": st.st_size, "mtime_ns": st.st_mtime_ns, "origin": "folder", "x": x, "y": y,
-                             "w": w, "h": h, "det_score": float(result.faces.confidence[i]),
-                             "face_size": float(result.faces.size[i]), "others": nfaces - 1})
+            new_rows.append(
+                {
+                    "face_id": 0,
+                    "person": person,
+                    "source": rel,
+                    "digest": result.digest,
+                    "size": st.st_size,
+                    "mtime_ns": st.st_mtime_ns,
+                    "origin": "folder",
+                    "x": x,
+                    "y": y,
+                    "w": w,
+                    "h": h,
+                    "det_score": float(result.faces.confidence[i]),
+                    "face_size": float(result.faces.size[i]),
+                    "others": nfaces - 1,
+                }
+            )
             for m in config.models:
                 new_vecs[m].append(result.embeddings.vectors[m][i])
         # ---- merge with what is kept
-        parts, vec_parts = [], {m: [] for m in config.models}
+        parts: list[Any] = []
+        vec_parts: dict[str, list[np.ndarray]] = {m: [] for m in config.models}
         if old is not None and len(old.faces):
             keep = (old.faces["origin"] == "enrolled") | old.faces["source"].isin(keep_sources)
-            report.removed = int((~keep & (old.faces["origin"] == "folder")).sum()
-                                 - sum(1 for r in new_rows if r["source"] in set(old.faces["source"])))
+            report.removed = int(
+                (~keep & (old.faces["origin"] == "folder")).sum()
+                - sum(1 for r in new_rows if r["source"] in set(old.faces["source"]))
+            )
             report.removed = max(report.removed, 0)
             parts.append(old.faces[keep.to_numpy()])
             for m in config.models:
@@ -220,10 +277,18 @@ def build_index(
             parts.append(pd.DataFrame(new_rows, columns=FACE_COLUMNS))
             for m in config.models:
                 vec_parts[m].append(np.stack(new_vecs[m]))
-        faces = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({c: [] for c in FACE_COLUMNS})
+        faces = (
+            pd.concat(parts, ignore_index=True)
+            if parts
+            else pd.DataFrame({c: [] for c in FACE_COLUMNS})
+        )
         dims = {m: 128 for m in config.models}
-        vectors = {m: (np.concatenate(vec_parts[m]) if vec_parts[m] else np.zeros((0, dims[m]), np.float32))
-                   for m in config.models}
+        vectors = {
+            m: (
+                np.concatenate(vec_parts[m]) if vec_parts[m] else np.zeros((0, dims[m]), np.float32)
+            )
+            for m in config.models
+        }
         # persons: everyone with a folder, plus enrolled people
         persons: dict[str, Person] = {}
         folder_people = sorted({t[0] for t in listing})
@@ -236,12 +301,22 @@ def build_index(
         weights = config.weights or tuple(1.0 for _ in config.models)
         total = float(sum(weights))
         report.calibration = Database.commit(
-            db_path, faces=faces, vectors=vectors, persons=persons,
-            pipeline={"detector": config.detector, "max_side": config.max_side, "upsample": config.upsample,
-                      "flip": config.flip, "detector_fingerprint": fingerprint(config.detector)},
+            db_path,
+            faces=faces,
+            vectors=vectors,
+            persons=persons,
+            pipeline={
+                "detector": config.detector,
+                "max_side": config.max_side,
+                "upsample": config.upsample,
+                "flip": config.flip,
+                "detector_fingerprint": fingerprint(config.detector),
+            },
             fingerprints={m: _embedder_fingerprint(m, config) for m in config.models},
             weights={m: w / total for m, w in zip(config.models, weights)},
-            storage=storage, encrypt=encrypt, key=key,
+            storage=storage,
+            encrypt=encrypt,
+            key=key,
             files_table=pd.DataFrame(file_rows, columns=FILE_COLUMNS),
         )
         report.persons = len(persons)
@@ -253,5 +328,3 @@ def _embedder_fingerprint(model: str, config: Any) -> str:
     from .embed import embedder_fingerprint
 
     return embedder_fingerprint(model, config.flip)
-
-

@@ -41,8 +41,13 @@ class Candidate:
     distances: dict[str, float]
 
     def to_record(self) -> dict[str, Any]:
-        return {"person": self.person, "name": self.name, "confidence": round(self.confidence, 2),
-                "evidence": round(self.evidence, 3), "distances": {m: round(d, 4) for m, d in self.distances.items()}}
+        return {
+            "person": self.person,
+            "name": self.name,
+            "confidence": round(self.confidence, 2),
+            "evidence": round(self.evidence, 3),
+            "distances": {m: round(d, 4) for m, d in self.distances.items()},
+        }
 
 
 @dataclass(frozen=True)
@@ -72,9 +77,21 @@ class PhotoMatches:
             ident = None
             if m.identity is not None:
                 ident = m.identity.to_record()
-            faces.append({"face": i, "box": [x, y, w, h], "det_score": round(float(r.faces.confidence[i]), 3),
-                          "identity": ident, "candidates": [c.to_record() for c in m.candidates]})
-        rec: dict[str, Any] = {"source": r.source, "width": r.width, "height": r.height, "faces": faces}
+            faces.append(
+                {
+                    "face": i,
+                    "box": [x, y, w, h],
+                    "det_score": round(float(r.faces.confidence[i]), 3),
+                    "identity": ident,
+                    "candidates": [c.to_record() for c in m.candidates],
+                }
+            )
+        rec: dict[str, Any] = {
+            "source": r.source,
+            "width": r.width,
+            "height": r.height,
+            "faces": faces,
+        }
         if r.error:
             rec["error"] = r.error
         if r.time is not None:
@@ -89,15 +106,21 @@ class PhotoMatches:
         for i, m in enumerate(self.matches):
             x, y, w, h = (round(float(v)) for v in self.result.faces.xywh[i])
             best = m.candidates[0] if m.candidates else None
-            out.append({
-                "source": self.result.source, "face": i, "box": f"{x},{y},{w},{h}",
-                "person": m.identity.person if m.identity else None,
-                "name": (m.identity.name if m.identity else None),
-                "confidence": round(m.identity.confidence, 1) if m.identity else None,
-                "nearest": best.person if best else None,
-                "nearest_confidence": round(best.confidence, 1) if best else None,
-                "distances": ", ".join(f"{k}={v:.3f}" for k, v in best.distances.items()) if best else None,
-            })
+            out.append(
+                {
+                    "source": self.result.source,
+                    "face": i,
+                    "box": f"{x},{y},{w},{h}",
+                    "person": m.identity.person if m.identity else None,
+                    "name": (m.identity.name if m.identity else None),
+                    "confidence": round(m.identity.confidence, 1) if m.identity else None,
+                    "nearest": best.person if best else None,
+                    "nearest_confidence": round(best.confidence, 1) if best else None,
+                    "distances": ", ".join(f"{k}={v:.3f}" for k, v in best.distances.items())
+                    if best
+                    else None,
+                }
+            )
         if not self.matches:
             out.append({"source": self.result.source, "face": None, "person": None})
         return out
@@ -117,7 +140,9 @@ class Identifier:
         >>> [m.identity and m.identity.person for m in ident.match(result.embeddings)]
     """
 
-    def __init__(self, db: Any, *, top_k: int = 5, min_confidence: float | None = None, neighbours: int = 50):
+    def __init__(
+        self, db: Any, *, top_k: int = 5, min_confidence: float | None = None, neighbours: int = 50
+    ):
         self.db = db
         self.top_k = max(1, top_k)
         self.calibration = db.calibration
@@ -129,12 +154,19 @@ class Identifier:
     def check(self, embeddings: Embeddings) -> None:
         missing = [m for m in self.models if m not in embeddings.vectors]
         if missing:
-            raise UsageError(f"the database needs embeddings of {', '.join(self.models)}; missing {', '.join(missing)}")
+            raise UsageError(
+                f"the database needs embeddings of {', '.join(self.models)}; missing {', '.join(missing)}"
+            )
         for m in self.models:
-            fp, want = embeddings.fingerprints.get(m), self.db.manifest["models"][m].get("fingerprint")
+            fp, want = (
+                embeddings.fingerprints.get(m),
+                self.db.manifest["models"][m].get("fingerprint"),
+            )
             if fp and want and fp != want:
-                raise UsageError(f"{m}: these embeddings come from other weights or settings ({fp}) than the "
-                                 f"database ({want}); rebuild the database or use its settings")
+                raise UsageError(
+                    f"{m}: these embeddings come from other weights or settings ({fp}) than the "
+                    f"database ({want}); rebuild the database or use its settings"
+                )
 
     def match(self, embeddings: Embeddings) -> list[FaceMatch]:
         """Identify each face (row) of ``embeddings``; returns one :class:`FaceMatch` per face."""
@@ -145,7 +177,7 @@ class Identifier:
         if self.db.n_faces == 0:
             return [FaceMatch(None, ()) for _ in range(n)]
         k = max(self.neighbours, self.top_k * 10)
-        reached = [set() for _ in range(n)]
+        reached: list[set[int]] = [set() for _ in range(n)]
         for m in self.models:
             ids, _ = self.db.knn(m, embeddings.vectors[m], k)
             for i in range(n):
@@ -155,7 +187,10 @@ class Identifier:
         for i in range(n):
             persons = np.unique(self._person_of[list(reached[i])])
             face_ids = np.flatnonzero(np.isin(self._person_of, persons))
-            dists = {m: 1.0 - self.db.vectors[m][face_ids] @ embeddings.vectors[m][i] for m in self.models}
+            dists = {
+                m: 1.0 - self.db.vectors[m][face_ids] @ embeddings.vectors[m][i]
+                for m in self.models
+            }
             ev = cal.evidence(dists)
             owners = self._person_of[face_ids]
             cands = []
@@ -164,8 +199,15 @@ class Identifier:
                 j = int(np.argmax(np.where(sel, ev, -np.inf)))
                 e = float(ev[j])
                 person = self.db.persons.get(p)
-                cands.append(Candidate(str(p), person.name if person else None, float(cal.confidence(e)), e,
-                                       {m: float(dists[m][sel].min()) for m in self.models}))
+                cands.append(
+                    Candidate(
+                        str(p),
+                        person.name if person else None,
+                        float(cal.confidence(e)),
+                        e,
+                        {m: float(dists[m][sel].min()) for m in self.models},
+                    )
+                )
             cands.sort(key=lambda c: -c.evidence)
             cands = cands[: self.top_k]
             ident = cands[0] if cands and cands[0].confidence >= self.min_confidence else None
@@ -179,8 +221,15 @@ class Identifier:
         return PhotoMatches(result, self.match(result.embeddings))
 
 
-def identify_paths(db: Any, paths: Sequence[str], *, top_k: int = 5, min_confidence: float | None = None,
-                   workers: int | None = None, progress: Any = None) -> Any:
+def identify_paths(
+    db: Any,
+    paths: Sequence[str],
+    *,
+    top_k: int = 5,
+    min_confidence: float | None = None,
+    workers: int | None = None,
+    progress: Any = None,
+) -> Any:
     """Identify every face in each photo; yields :class:`PhotoMatches` in input order."""
     from .pipeline import run_paths
 

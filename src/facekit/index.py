@@ -50,8 +50,22 @@ KEY_ENV = "FACEKIT_KEY"
 #: ef=50 gives 0.988-0.997, ef=100 0.999).
 QUERY_EF = 100
 FILE_COLUMNS = ["source", "person", "size", "mtime_ns", "digest", "faces", "error"]
-FACE_COLUMNS = ["face_id", "person", "source", "digest", "size", "mtime_ns", "origin",
-                "x", "y", "w", "h", "det_score", "face_size", "others"]
+FACE_COLUMNS = [
+    "face_id",
+    "person",
+    "source",
+    "digest",
+    "size",
+    "mtime_ns",
+    "origin",
+    "x",
+    "y",
+    "w",
+    "h",
+    "det_score",
+    "face_size",
+    "others",
+]
 
 
 @dataclass(frozen=True)
@@ -173,7 +187,9 @@ def calibrate(
     stranger = stranger[np.isfinite(stranger)]
     if len(genuine) < 30 or len(stranger) < 30:
         # Too few comparisons to place a threshold reliably: keep the documented default.
-        cal.stats["note"] = f"only {len(genuine)} genuine / {len(stranger)} stranger comparisons; default threshold"
+        cal.stats["note"] = (
+            f"only {len(genuine)} genuine / {len(stranger)} stranger comparisons; default threshold"
+        )
         cal.source = "default" if "impostor_pairs" not in cal.stats else "gallery-impostor"
         return cal
     cands = np.unique(np.concatenate([genuine, stranger]))
@@ -191,7 +207,8 @@ def calibrate(
     cal.genuine = float(np.median(genuine))
     cal.source = "gallery"
     cal.stats.update(
-        loo_genuine=int(len(genuine)), loo_strangers=int(len(stranger)),
+        loo_genuine=int(len(genuine)),
+        loo_strangers=int(len(stranger)),
         loo_genuine_named=float(np.mean(genuine >= threshold)),
         loo_strangers_named=float(np.mean(stranger >= threshold)),
     )
@@ -202,7 +219,9 @@ def calibrate(
 def _zip_write(path: Path, members: dict[str, bytes], key: str) -> None:
     import pyzipper
 
-    with pyzipper.AESZipFile(path, "w", compression=pyzipper.ZIP_DEFLATED, encryption=pyzipper.WZ_AES) as zf:
+    with pyzipper.AESZipFile(
+        path, "w", compression=pyzipper.ZIP_DEFLATED, encryption=pyzipper.WZ_AES
+    ) as zf:
         zf.setpassword(key.encode())
         zf.setencryption(pyzipper.WZ_AES, nbits=256)
         for name, data in members.items():
@@ -220,10 +239,14 @@ def _zip_read(path: Path, key: str | None, db: Path) -> dict[str, bytes]:
             return {name: zf.read(name) for name in zf.namelist()}
     except RuntimeError as exc:
         if "password" in str(exc).lower():
-            raise KeyRequiredError(f"{db}: wrong key in {KEY_ENV} for this encrypted database") from None
+            raise KeyRequiredError(
+                f"{db}: wrong key in {KEY_ENV} for this encrypted database"
+            ) from None
         raise DatabaseError(f"{db}: cannot read encrypted data ({exc})") from None
     except Exception as exc:
-        raise DatabaseError(f"{db}: encrypted data is damaged ({' '.join(str(exc).split())})") from None
+        raise DatabaseError(
+            f"{db}: encrypted data is damaged ({' '.join(str(exc).split())})"
+        ) from None
 
 
 # --------------------------------------------------------------------------- database
@@ -241,11 +264,21 @@ class Database:
         calibration: the :class:`~facekit.calibration.Calibration` used for decisions.
     """
 
-    def __init__(self, path: Path, manifest: dict[str, Any], tables: dict[str, Any], vectors: dict[str, np.ndarray],
-                 persons: dict[str, Person], indices: dict[str, Any] | None = None, generation: str = ""):
+    def __init__(
+        self,
+        path: Path,
+        manifest: dict[str, Any],
+        tables: dict[str, Any],
+        vectors: dict[str, np.ndarray],
+        persons: dict[str, Person],
+        indices: dict[str, Any] | None = None,
+        generation: str = "",
+    ):
         self.path = Path(path)
         self.manifest = manifest
-        self._tables = tables  # pyarrow tables; pandas is imported only when a DataFrame is asked for
+        self._tables = (
+            tables  # pyarrow tables; pandas is imported only when a DataFrame is asked for
+        )
         self._frames: dict[str, Any] = {}
         self.vectors = vectors
         self.persons = persons
@@ -254,7 +287,9 @@ class Database:
         self.calibration = Calibration.from_dict(manifest["calibration"])
         people = tables["faces"].column("person").to_pylist() if tables["faces"].num_rows else []
         #: ``(n_faces,)`` person id of each face, parallel to :attr:`vectors`.
-        self.person_ids = np.asarray(people, dtype=object).astype(str) if people else np.zeros(0, str)
+        self.person_ids = (
+            np.asarray(people, dtype=object).astype(str) if people else np.zeros(0, str)
+        )
 
     def _frame(self, name: str) -> Any:
         if name not in self._frames:
@@ -311,14 +346,20 @@ class Database:
         if not mpath.is_file():
             raise DatabaseError(f"{path}: generation {gen} is missing")
         if _sha256_file(mpath) != manifest_sha:
-            raise DatabaseError(f"{path}: manifest.json does not match its checksum (tampered or damaged)")
+            raise DatabaseError(
+                f"{path}: manifest.json does not match its checksum (tampered or damaged)"
+            )
         manifest = json.loads(mpath.read_text())
         if manifest.get("format_version", 0) > FORMAT_VERSION:
-            raise DatabaseError(f"{path}: database format {manifest.get('format_version')} is newer than this facekit")
+            raise DatabaseError(
+                f"{path}: database format {manifest.get('format_version')} is newer than this facekit"
+            )
         for name, digest in manifest["files"].items():
             f = gdir / name
             if not f.is_file() or _sha256_file(f) != digest:
-                raise DatabaseError(f"{path}: {gen}/{name} is missing or does not match its checksum (tampered or damaged)")
+                raise DatabaseError(
+                    f"{path}: {gen}/{name} is missing or does not match its checksum (tampered or damaged)"
+                )
         names = ("faces", "persons", "files")
         if manifest.get("encrypted"):
             import pyarrow as pa
@@ -332,13 +373,23 @@ class Database:
         for m in manifest["models"]:
             dim = manifest["models"][m]["dim"]
             col = faces_t.column(f"emb_{m}").combine_chunks() if faces_t.num_rows else None
-            vectors[m] = (np.asarray(col.flatten().to_numpy(zero_copy_only=False), np.float32).reshape(-1, dim)
-                          if col is not None else np.zeros((0, dim), np.float32))
-        tables["faces"] = faces_t.drop_columns([c for c in faces_t.column_names if c.startswith("emb_")])
+            vectors[m] = (
+                np.asarray(col.flatten().to_numpy(zero_copy_only=False), np.float32).reshape(
+                    -1, dim
+                )
+                if col is not None
+                else np.zeros((0, dim), np.float32)
+            )
+        tables["faces"] = faces_t.drop_columns(
+            [c for c in faces_t.column_names if c.startswith("emb_")]
+        )
         persons = {}
         for r in tables["persons"].to_pylist():
-            persons[str(r["person"])] = Person(str(r["person"]), None if r["name"] is None else str(r["name"]),
-                                               json.loads(r["extra"] or "{}"))
+            persons[str(r["person"])] = Person(
+                str(r["person"]),
+                None if r["name"] is None else str(r["name"]),
+                json.loads(r["extra"] or "{}"),
+            )
         indices = {}
         for m, info in manifest["models"].items():
             idx_path = gdir / f"index-{m}.voy"
@@ -358,15 +409,27 @@ class Database:
         from .pipeline import PipelineConfig
 
         p = self.manifest["pipeline"]
-        return PipelineConfig(detector=p["detector"], models=tuple(self.models),
-                              weights=tuple(self.calibration.weights[m] for m in self.models),
-                              max_side=p.get("max_side", 1600), upsample=p.get("upsample", 0),
-                              flip=p.get("flip"))
+        return PipelineConfig(
+            detector=p["detector"],
+            models=tuple(self.models),
+            weights=tuple(self.calibration.weights[m] for m in self.models),
+            max_side=p.get("max_side", 1600),
+            upsample=p.get("upsample", 0),
+            flip=p.get("flip"),
+        )
 
     def info(self) -> IndexInfo:
-        return IndexInfo(str(self.path), self.generation, len(self.persons), self.n_faces, tuple(self.models),
-                         bool(self.manifest.get("encrypted")), self.calibration.source, self.calibration.threshold,
-                         self.manifest.get("updated", ""))
+        return IndexInfo(
+            str(self.path),
+            self.generation,
+            len(self.persons),
+            self.n_faces,
+            tuple(self.models),
+            bool(self.manifest.get("encrypted")),
+            self.calibration.source,
+            self.calibration.threshold,
+            self.manifest.get("updated", ""),
+        )
 
     def knn(self, model: str, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Nearest gallery faces of one model: ``(ids (q, k), distances (q, k))``, cosine."""
@@ -398,8 +461,10 @@ class Database:
                 try:
                     lock.acquire()
                 except Timeout:
-                    raise LockedError(f"{path}: another facekit process is writing to this database; "
-                                      "try again when it has finished") from None
+                    raise LockedError(
+                        f"{path}: another facekit process is writing to this database; "
+                        "try again when it has finished"
+                    ) from None
                 return lock
 
             def __exit__(self, *exc: Any) -> None:
@@ -450,7 +515,11 @@ class Database:
         if calibration is None:
             calibration = calibrate(faces["person"].to_numpy(), vectors, weights)
         # --- new generation folder
-        gens = sorted(p.name for p in path.glob("gen-[0-9]*") if p.is_dir() and re.fullmatch(r"gen-\d+", p.name))
+        gens = sorted(
+            p.name
+            for p in path.glob("gen-[0-9]*")
+            if p.is_dir() and re.fullmatch(r"gen-\d+", p.name)
+        )
         number = int(gens[-1].split("-")[1]) + 1 if gens else 1
         gen = f"gen-{number:06d}"
         tmp = path / f".{gen}.tmp-{os.getpid()}"
@@ -462,12 +531,19 @@ class Database:
             for m in models:
                 table[f"emb_{m}"] = list(np.asarray(vectors[m], np.float32))
             persons_df = pd.DataFrame(
-                {"person": [p.id for p in persons.values()], "name": [p.name for p in persons.values()],
-                 "extra": [json.dumps(p.extra, ensure_ascii=False) for p in persons.values()]}
+                {
+                    "person": [p.id for p in persons.values()],
+                    "name": [p.name for p in persons.values()],
+                    "extra": [json.dumps(p.extra, ensure_ascii=False) for p in persons.values()],
+                }
             )
             if files_table is None:
                 files_table = pd.DataFrame({c: [] for c in FILE_COLUMNS})
-            tables = {"faces.parquet": table, "persons.parquet": persons_df, "files.parquet": files_table}
+            tables = {
+                "faces.parquet": table,
+                "persons.parquet": persons_df,
+                "files.parquet": files_table,
+            }
             if encrypt:
                 blobs = {}
                 for name, df in tables.items():
@@ -480,15 +556,35 @@ class Database:
                     df.to_parquet(tmp / name, index=False)
             model_info = {}
             for m in models:
-                dim = int(np.asarray(vectors[m]).shape[1]) if n else int(pipeline.get("dims", {}).get(m, 128))
-                storage_type = voyager.StorageDataType.E4M3 if storage == "e4m3" else voyager.StorageDataType.Float32
-                index = voyager.Index(voyager.Space.Cosine, num_dimensions=dim, M=12, ef_construction=200,
-                                      storage_data_type=storage_type, max_elements=max(n, 1))
+                dim = (
+                    int(np.asarray(vectors[m]).shape[1])
+                    if n
+                    else int(pipeline.get("dims", {}).get(m, 128))
+                )
+                storage_type = (
+                    voyager.StorageDataType.E4M3
+                    if storage == "e4m3"
+                    else voyager.StorageDataType.Float32
+                )
+                index = voyager.Index(
+                    voyager.Space.Cosine,
+                    num_dimensions=dim,
+                    M=12,
+                    ef_construction=200,
+                    storage_data_type=storage_type,
+                    max_elements=max(n, 1),
+                )
                 if n:
                     index.add_items(np.asarray(vectors[m], np.float32), ids=np.arange(n))
                 index.save(str(tmp / f"index-{m}.voy"))
-                model_info[m] = {"fingerprint": fingerprints.get(m, ""), "dim": dim, "metric": "cosine",
-                                 "storage": storage, "ef": QUERY_EF, "weight": calibration.weights.get(m, 0.0)}
+                model_info[m] = {
+                    "fingerprint": fingerprints.get(m, ""),
+                    "dim": dim,
+                    "metric": "cosine",
+                    "storage": storage,
+                    "ef": QUERY_EF,
+                    "weight": calibration.weights.get(m, 0.0),
+                }
             for f in sorted(tmp.iterdir()):
                 files[f.name] = _sha256_file(f)
             previous = {}
@@ -538,7 +634,11 @@ class Database:
     def _cleanup(path: Path, keep: set[str]) -> None:
         """Remove generations other than the live and the previous one, and stale temp folders."""
         for p in path.iterdir():
-            if p.is_dir() and (re.fullmatch(r"gen-\d+", p.name) and p.name not in keep or p.name.startswith(".gen-")):
+            if p.is_dir() and (
+                re.fullmatch(r"gen-\d+", p.name)
+                and p.name not in keep
+                or p.name.startswith(".gen-")
+            ):
                 shutil.rmtree(p, ignore_errors=True)
         for p in path.glob(".CURRENT.tmp-*"):
             p.unlink(missing_ok=True)
@@ -569,29 +669,56 @@ class Database:
             fp = embeddings.fingerprints.get(m)
             want = self.manifest["models"][m].get("fingerprint")
             if fp and want and fp != want:
-                raise UsageError(f"embeddings of {m} come from other weights ({fp}) than the database ({want})")
+                raise UsageError(
+                    f"embeddings of {m} come from other weights ({fp}) than the database ({want})"
+                )
         n = len(embeddings)
         boxes = np.asarray(boxes, float).reshape(n, 4)
         with Database.lock(self.path):
             fresh = Database.open(self.path, key=key)  # re-read under the lock
-            rows = pd.DataFrame({
-                "face_id": 0, "person": person, "source": list(sources),
-                "digest": list(digests) if digests is not None else [""] * n, "size": -1, "mtime_ns": -1,
-                "origin": "enrolled", "x": boxes[:, 0], "y": boxes[:, 1], "w": boxes[:, 2], "h": boxes[:, 3],
-                "det_score": np.nan, "face_size": np.minimum(boxes[:, 2], boxes[:, 3]), "others": 0,
-            })
+            rows = pd.DataFrame(
+                {
+                    "face_id": 0,
+                    "person": person,
+                    "source": list(sources),
+                    "digest": list(digests) if digests is not None else [""] * n,
+                    "size": -1,
+                    "mtime_ns": -1,
+                    "origin": "enrolled",
+                    "x": boxes[:, 0],
+                    "y": boxes[:, 1],
+                    "w": boxes[:, 2],
+                    "h": boxes[:, 3],
+                    "det_score": np.nan,
+                    "face_size": np.minimum(boxes[:, 2], boxes[:, 3]),
+                    "others": 0,
+                }
+            )
             faces = pd.concat([fresh.faces, rows], ignore_index=True) if len(fresh.faces) else rows
-            vectors = {m: np.concatenate([fresh.vectors[m], embeddings.vectors[m]]) for m in self.models}
+            vectors = {
+                m: np.concatenate([fresh.vectors[m], embeddings.vectors[m]]) for m in self.models
+            }
             persons = dict(fresh.persons)
             old = persons.get(person)
-            persons[person] = Person(person, name if name is not None else (old.name if old else None),
-                                     {**(old.extra if old else {}), **dict(extra or {})})
+            persons[person] = Person(
+                person,
+                name if name is not None else (old.name if old else None),
+                {**(old.extra if old else {}), **dict(extra or {})},
+            )
             Database.commit(
-                self.path, faces=faces, vectors=vectors, persons=persons, pipeline=fresh.manifest["pipeline"],
+                self.path,
+                faces=faces,
+                vectors=vectors,
+                persons=persons,
+                pipeline=fresh.manifest["pipeline"],
                 fingerprints={m: fresh.manifest["models"][m]["fingerprint"] for m in self.models},
-                weights=fresh.calibration.weights, storage=fresh.manifest["models"][self.models[0]].get("storage", "float32"),
-                encrypt=bool(fresh.manifest.get("encrypted")), key=key or os.environ.get(KEY_ENV),
-                extra_manifest={k: fresh.manifest[k] for k in ("people_dir",) if k in fresh.manifest},
+                weights=fresh.calibration.weights,
+                storage=fresh.manifest["models"][self.models[0]].get("storage", "float32"),
+                encrypt=bool(fresh.manifest.get("encrypted")),
+                key=key or os.environ.get(KEY_ENV),
+                extra_manifest={
+                    k: fresh.manifest[k] for k in ("people_dir",) if k in fresh.manifest
+                },
                 files_table=fresh.files,
             )
         return n

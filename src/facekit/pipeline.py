@@ -79,11 +79,20 @@ class Pipeline:
         from .embed import get_ensemble
 
         self.config = config or PipelineConfig()
-        self.detector = get_detector(self.config.detector, offline=self.config.offline, progress=progress,
-                                     **self.config.detector_kwargs())
+        self.detector = get_detector(
+            self.config.detector,
+            offline=self.config.offline,
+            progress=progress,
+            **self.config.detector_kwargs(),
+        )
         self.ensemble = (
-            get_ensemble(self.config.models, self.config.weights, offline=self.config.offline,
-                         progress=progress, flip=self.config.flip)
+            get_ensemble(
+                self.config.models,
+                self.config.weights,
+                offline=self.config.offline,
+                progress=progress,
+                flip=self.config.flip,
+            )
             if self.config.embed
             else None
         )
@@ -199,8 +208,9 @@ def run_paths(
         store.ensure(m, offline=config.offline, progress=progress)
     ctx = mp.get_context("spawn")  # fork is unsafe once ONNX Runtime threads exist
     chunk = max(1, min(8, len(paths) // (workers * 8)))
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
-                             initargs=(config,)) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=_worker_init, initargs=(config,)
+    ) as pool:
         try:
             yield from pool.map(_worker_run, paths, chunksize=chunk)
         except BaseException:

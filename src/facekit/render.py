@@ -107,10 +107,14 @@ class Renderer:
             for row in rows or ():
                 if self._csv is None:
                     self.columns = self.columns or list(row)
-                    self._csv = csv.DictWriter(self.out, fieldnames=self.columns, extrasaction="ignore",
-                                               lineterminator="\n")
+                    self._csv = csv.DictWriter(
+                        self.out,
+                        fieldnames=self.columns,
+                        extrasaction="ignore",
+                        lineterminator="\n",
+                    )
                     self._csv.writeheader()
-                self._csv.writerow({k: _cell(row.get(k)) for k in self.columns})
+                self._csv.writerow({k: _cell(row.get(k)) for k in self.columns or row})
             self.out.flush()
         else:
             self._rows.extend(rows or ())
@@ -126,8 +130,13 @@ class Renderer:
         self.out.flush()
 
 
-def render_rows(rows: Sequence[dict[str, Any]], out: IO[str] | None = None, *,
-                columns: Sequence[str] | None = None, title: str | None = None) -> None:
+def render_rows(
+    rows: Sequence[dict[str, Any]],
+    out: IO[str] | None = None,
+    *,
+    columns: Sequence[str] | None = None,
+    title: str | None = None,
+) -> None:
     """Print rows as a Rich table (plain aligned text when ``out`` is not a terminal)."""
     from rich.console import Console
     from rich.table import Table
@@ -139,7 +148,9 @@ def render_rows(rows: Sequence[dict[str, Any]], out: IO[str] | None = None, *,
         table.add_column(c, overflow="fold")
     for row in rows:
         table.add_row(*(_cell(row.get(c)) for c in cols))
-    console = Console(file=out, soft_wrap=False, width=None if out.isatty() else 200, highlight=False)
+    console = Console(
+        file=out, soft_wrap=False, width=None if out.isatty() else 200, highlight=False
+    )
     if not rows:
         console.print("(no rows)" if title is None else f"{title}: (no rows)")
         return

@@ -21,7 +21,9 @@ __all__ = ["Faces", "Embeddings", "ImageResult", "BBox"]
 
 def _check(name: str, arr: np.ndarray, shape_tail: tuple[int, ...], n: int) -> None:
     if arr.ndim != 1 + len(shape_tail) or arr.shape[0] != n or arr.shape[1:] != shape_tail:
-        raise ValueError(f"{name} must have shape ({n}, {', '.join(map(str, shape_tail))}), got {arr.shape}")
+        raise ValueError(
+            f"{name} must have shape ({n}, {', '.join(map(str, shape_tail))}), got {arr.shape}"
+        )
 
 
 @dataclass
@@ -102,8 +104,13 @@ class Faces:
 
     def scaled(self, factor: float) -> Faces:
         """Coordinates multiplied by ``factor`` (maps a resized image's boxes back)."""
-        data = {k: (v * factor if k.endswith("_px") or k == "dlib_shape5" else v) for k, v in self.data.items()}
-        return Faces(self.xyxy * factor, self.confidence, self.landmarks * factor, data, dict(self.metadata))
+        data = {
+            k: (v * factor if k.endswith("_px") or k == "dlib_shape5" else v)
+            for k, v in self.data.items()
+        }
+        return Faces(
+            self.xyxy * factor, self.confidence, self.landmarks * factor, data, dict(self.metadata)
+        )
 
 
 @dataclass
@@ -141,7 +148,9 @@ class Embeddings:
 
     @classmethod
     def empty(cls, dims: dict[str, int], fingerprints: dict[str, str] | None = None) -> Embeddings:
-        return cls({k: np.zeros((0, d), np.float32) for k, d in dims.items()}, dict(fingerprints or {}))
+        return cls(
+            {k: np.zeros((0, d), np.float32) for k, d in dims.items()}, dict(fingerprints or {})
+        )
 
     @classmethod
     def merge(cls, parts: Sequence[Embeddings]) -> Embeddings:

@@ -25,37 +25,78 @@ T = TypeVar("T")
 # --------------------------------------------------------------------------- options
 FormatOpt = Annotated[
     Format | None,
-    typer.Option("--format", "-f", case_sensitive=False,
-                 help="Output format. Default: table on a terminal, ndjson when piped."),
+    typer.Option(
+        "--format",
+        "-f",
+        case_sensitive=False,
+        help="Output format. Default: table on a terminal, ndjson when piped.",
+    ),
 ]
 ModelsOpt = Annotated[
     str | None,
-    typer.Option("--models", "-m", metavar="LIST",
-                 help="Recognisers, comma-separated, e.g. dlib,mobilefacenet. Default: dlib (works offline)."),
+    typer.Option(
+        "--models",
+        "-m",
+        metavar="LIST",
+        help="Recognisers, comma-separated, e.g. dlib,mobilefacenet. Default: dlib (works offline).",
+    ),
 ]
 WeightsOpt = Annotated[
     str | None,
-    typer.Option("--weights", metavar="LIST", help="Ensemble weights, one per model, e.g. 1,2. Default: equal."),
+    typer.Option(
+        "--weights",
+        metavar="LIST",
+        help="Ensemble weights, one per model, e.g. 1,2. Default: equal.",
+    ),
 ]
 DetectorOpt = Annotated[
     str | None,
-    typer.Option("--detector", metavar="NAME", help="Face detector: dlib-hog (default), dlib-cnn, yunet, retinaface, yolov8-face."),
+    typer.Option(
+        "--detector",
+        metavar="NAME",
+        help="Face detector: dlib-hog (default), dlib-cnn, yunet, retinaface, yolov8-face.",
+    ),
 ]
 UpsampleOpt = Annotated[
-    int, typer.Option("--upsample", min=0, max=3, help="Upsample photos before detection (dlib detectors) to find faces half as small; 4x slower per step."),
+    int,
+    typer.Option(
+        "--upsample",
+        min=0,
+        max=3,
+        help="Upsample photos before detection (dlib detectors) to find faces half as small; 4x slower per step.",
+    ),
 ]
 MaxSideOpt = Annotated[
-    int, typer.Option("--max-side", min=64, help="Detect on a copy whose long side is at most this many pixels."),
+    int,
+    typer.Option(
+        "--max-side", min=64, help="Detect on a copy whose long side is at most this many pixels."
+    ),
 ]
 WorkersOpt = Annotated[
-    int | None, typer.Option("--workers", "-j", min=1, help="Worker processes. Default: one per core ($FACEKIT_WORKERS)."),
+    int | None,
+    typer.Option(
+        "--workers", "-j", min=1, help="Worker processes. Default: one per core ($FACEKIT_WORKERS)."
+    ),
 ]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, summary or warnings on stderr.")]
-VerboseOpt = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output on stderr (-vv for debug).")]
-OfflineOpt = Annotated[bool, typer.Option("--offline", help="Never use the network to fetch models ($FACEKIT_OFFLINE=1).")]
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No progress bar, summary or warnings on stderr.")
+]
+VerboseOpt = Annotated[
+    int,
+    typer.Option("--verbose", "-v", count=True, help="More log output on stderr (-vv for debug)."),
+]
+OfflineOpt = Annotated[
+    bool,
+    typer.Option("--offline", help="Never use the network to fetch models ($FACEKIT_OFFLINE=1)."),
+]
 DbOpt = Annotated[
     Path | None,
-    typer.Option("--db", "-d", metavar="DB", help="Face database folder. Default: $FACEKIT_DB or <user data dir>/facekit/faces.db."),
+    typer.Option(
+        "--db",
+        "-d",
+        metavar="DB",
+        help="Face database folder. Default: $FACEKIT_DB or <user data dir>/facekit/faces.db.",
+    ),
 ]
 
 
@@ -82,7 +123,9 @@ def stderr() -> Console:
 
 
 def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
-    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    level = (
+        logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    )
     root = logging.getLogger()
     for h in list(root.handlers):
         if getattr(h, "_facekit", False):
@@ -107,8 +150,10 @@ def warn_line(message: str) -> None:
 
 
 def _debug() -> bool:
-    return bool(os.environ.get("FACEKIT_DEBUG")) or "PYTEST_CURRENT_TEST" in os.environ and bool(
-        os.environ.get("FACEKIT_RAISE")
+    return (
+        bool(os.environ.get("FACEKIT_DEBUG"))
+        or "PYTEST_CURRENT_TEST" in os.environ
+        and bool(os.environ.get("FACEKIT_RAISE"))
     )
 
 
@@ -144,11 +189,23 @@ class DownloadBars:
     def __call__(self, name: str, done: int, total: int | None) -> None:
         if self.quiet:
             return
-        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TransferSpeedColumn,
+        )
 
         if self._progress is None:
-            self._progress = Progress(TextColumn("downloading {task.description}"), BarColumn(), DownloadColumn(),
-                                      TransferSpeedColumn(), console=stderr(), transient=False)
+            self._progress = Progress(
+                TextColumn("downloading {task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                console=stderr(),
+                transient=False,
+            )
             self._progress.start()
         if name not in self._tasks:
             self._tasks[name] = self._progress.add_task(name, total=total)
@@ -165,10 +222,24 @@ def track(items: Iterable[T], total: int | None, description: str, quiet: bool) 
     if quiet:
         yield from items
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TimeRemainingColumn(), console=stderr(), transient=True) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=stderr(),
+        transient=True,
+    ) as progress:
         task = progress.add_task(description, total=total)
         for item in items:
             yield item
@@ -181,4 +252,6 @@ def parse_weights(text: str | None) -> tuple[float, ...] | None:
     try:
         return tuple(float(x) for x in text.split(",") if x.strip())
     except ValueError:
-        raise typer.BadParameter(f"--weights must be numbers separated by commas, got {text!r}") from None
+        raise typer.BadParameter(
+            f"--weights must be numbers separated by commas, got {text!r}"
+        ) from None

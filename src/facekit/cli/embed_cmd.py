@@ -29,18 +29,45 @@ from .runner import build_config, embed_inputs
 
 
 def embed_cmd(
-    paths: Annotated[list[str], typer.Argument(help="Photos, folders (searched recursively), or - to read paths from stdin.", show_default=False)],
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Parquet file to write (default faces.parquet unless --format or --sidecar is given). Re-runs skip unchanged files.")] = None,
+    paths: Annotated[
+        list[str],
+        typer.Argument(
+            help="Photos, folders (searched recursively), or - to read paths from stdin.",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Parquet file to write (default faces.parquet unless --format or --sidecar is given). Re-runs skip unchanged files.",
+        ),
+    ] = None,
     fmt: FormatOpt = None,
-    sidecar: Annotated[bool, typer.Option("--sidecar", help="Write <photo>.faces.json next to each photo instead of one table.")] = False,
+    sidecar: Annotated[
+        bool,
+        typer.Option(
+            "--sidecar", help="Write <photo>.faces.json next to each photo instead of one table."
+        ),
+    ] = False,
     models: ModelsOpt = None,
     weights: WeightsOpt = None,
     detector: DetectorOpt = None,
     upsample: UpsampleOpt = 0,
     max_side: MaxSideOpt = 1600,
-    min_face: Annotated[int, typer.Option("--min-face", min=0, help="Ignore faces smaller than this many pixels.")] = 0,
-    flip: Annotated[bool | None, typer.Option("--flip/--no-flip", help="Average each face with its mirror image (default: per model).")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Re-embed every file even if unchanged.")] = False,
+    min_face: Annotated[
+        int, typer.Option("--min-face", min=0, help="Ignore faces smaller than this many pixels.")
+    ] = 0,
+    flip: Annotated[
+        bool | None,
+        typer.Option(
+            "--flip/--no-flip", help="Average each face with its mirror image (default: per model)."
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Re-embed every file even if unchanged.")
+    ] = False,
     workers: WorkersOpt = None,
     offline: OfflineOpt = False,
     quiet: QuietOpt = False,
@@ -64,14 +91,32 @@ def embed_cmd(
     """
     setup_logging(verbose, quiet)
     with handle_errors():
-        config = build_config(models, weights=parse_weights(weights), detector=detector, upsample=upsample,
-                              max_side=max_side, min_face=min_face, flip=flip, offline=offline)
+        config = build_config(
+            models,
+            weights=parse_weights(weights),
+            detector=detector,
+            upsample=upsample,
+            max_side=max_side,
+            min_face=min_face,
+            flip=flip,
+            offline=offline,
+        )
         if output is None and fmt is None and not sidecar:
             output = Path("faces.parquet")
         bars = DownloadBars(quiet)
         try:
-            summary = embed_inputs(paths, config, output=output, fmt=fmt, sidecar=sidecar, force=force,
-                                   workers=workers, quiet=quiet, progress=bars, stdin=sys.stdin)
+            summary = embed_inputs(
+                paths,
+                config,
+                output=output,
+                fmt=fmt,
+                sidecar=sidecar,
+                force=force,
+                workers=workers,
+                quiet=quiet,
+                progress=bars,
+                stdin=sys.stdin,
+            )
         finally:
             bars.close()
         if not quiet:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ..render import Format, Renderer
+from ..render import Renderer
 from .common import (
     DbOpt,
     DownloadBars,
@@ -27,16 +27,53 @@ from .common import (
 )
 from .runner import expand_inputs
 
-COLUMNS = ["source", "face", "box", "person", "name", "confidence", "nearest", "nearest_confidence", "distances"]
+COLUMNS = [
+    "source",
+    "face",
+    "box",
+    "person",
+    "name",
+    "confidence",
+    "nearest",
+    "nearest_confidence",
+    "distances",
+]
 
 
 def identify_cmd(
-    paths: Annotated[list[str], typer.Argument(help="Photos, folders (recursive), or - to read paths from stdin.", show_default=False)],
+    paths: Annotated[
+        list[str],
+        typer.Argument(
+            help="Photos, folders (recursive), or - to read paths from stdin.", show_default=False
+        ),
+    ],
     db: DbOpt = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Candidates per face.")] = 5,
-    min_confidence: Annotated[float | None, typer.Option("--min-confidence", min=0, max=100, help="Name a face only at or above this confidence (default 50 = the calibrated threshold).")] = None,
-    models: Annotated[str | None, typer.Option("--models", "-m", metavar="LIST", help="Must match the database's models (the database decides).")] = None,
-    annotate: Annotated[Path | None, typer.Option("--annotate", help="Write copies of the photos with boxes and names drawn into this folder.")] = None,
+    min_confidence: Annotated[
+        float | None,
+        typer.Option(
+            "--min-confidence",
+            min=0,
+            max=100,
+            help="Name a face only at or above this confidence (default 50 = the calibrated threshold).",
+        ),
+    ] = None,
+    models: Annotated[
+        str | None,
+        typer.Option(
+            "--models",
+            "-m",
+            metavar="LIST",
+            help="Must match the database's models (the database decides).",
+        ),
+    ] = None,
+    annotate: Annotated[
+        Path | None,
+        typer.Option(
+            "--annotate",
+            help="Write copies of the photos with boxes and names drawn into this folder.",
+        ),
+    ] = None,
     fmt: FormatOpt = None,
     workers: WorkersOpt = None,
     offline: OfflineOpt = False,
@@ -66,8 +103,11 @@ def identify_cmd(
 
         database = Database.open(db or default_db())
         if models is not None and parse_model_list(models, kind="recognizer") != database.models:
-            raise typer.BadParameter(f"the database {database.path} uses models {','.join(database.models)}; "
-                                     f"--models {models} cannot be used with it", param_hint="--models")
+            raise typer.BadParameter(
+                f"the database {database.path} uses models {','.join(database.models)}; "
+                f"--models {models} cannot be used with it",
+                param_hint="--models",
+            )
         config = database.config
         if offline:
             from dataclasses import replace
@@ -96,5 +136,7 @@ def identify_cmd(
             bars.close()
         renderer.close()
         if not quiet:
-            stderr().print(f"done: {len(files)} files, {found} known faces, {errors} errors", highlight=False)
+            stderr().print(
+                f"done: {len(files)} files, {found} known faces, {errors} errors", highlight=False
+            )
         raise typer.Exit(3 if errors else (0 if found else 1))

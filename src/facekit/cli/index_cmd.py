@@ -30,14 +30,37 @@ from .runner import build_config
 
 
 def build_index_cmd(
-    people_dir: Annotated[Path, typer.Argument(help="Folder with one subfolder of photos per person (folder name = person id).", show_default=False)],
+    people_dir: Annotated[
+        Path,
+        typer.Argument(
+            help="Folder with one subfolder of photos per person (folder name = person id).",
+            show_default=False,
+        ),
+    ],
     db: DbOpt = None,
     models: ModelsOpt = None,
     weights: WeightsOpt = None,
     detector: DetectorOpt = None,
-    storage: Annotated[str, typer.Option("--storage", help="Index storage: float32 or e4m3 (3.4x smaller at 512-d, ~1.7x slower queries).")] = "float32",
-    encrypt: Annotated[bool, typer.Option("--encrypt", help="Store the tables that name people in an AES-256 zip; key from $FACEKIT_KEY.")] = False,
-    rebuild: Annotated[bool, typer.Option("--rebuild", help="Re-embed every photo (needed to change models or encryption).")] = False,
+    storage: Annotated[
+        str,
+        typer.Option(
+            "--storage",
+            help="Index storage: float32 or e4m3 (3.4x smaller at 512-d, ~1.7x slower queries).",
+        ),
+    ] = "float32",
+    encrypt: Annotated[
+        bool,
+        typer.Option(
+            "--encrypt",
+            help="Store the tables that name people in an AES-256 zip; key from $FACEKIT_KEY.",
+        ),
+    ] = False,
+    rebuild: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild", help="Re-embed every photo (needed to change models or encryption)."
+        ),
+    ] = False,
     fmt: FormatOpt = None,
     workers: WorkersOpt = None,
     offline: OfflineOpt = False,
@@ -64,23 +87,37 @@ def build_index_cmd(
         if storage not in ("float32", "e4m3"):
             raise typer.BadParameter("--storage must be float32 or e4m3")
         db_path = db or default_db()
-        config = build_config(models, weights=parse_weights(weights), detector=detector, offline=offline)
+        config = build_config(
+            models, weights=parse_weights(weights), detector=detector, offline=offline
+        )
         if models is None and not rebuild:
             from ..index import Database
 
             if Database.exists(db_path):
                 try:
                     old = Database.open(db_path)
-                    config = build_config(",".join(old.models), weights=tuple(old.calibration.weights.values()),
-                                          detector=detector or old.config.detector, offline=offline)
+                    config = build_config(
+                        ",".join(old.models),
+                        weights=tuple(old.calibration.weights.values()),
+                        detector=detector or old.config.detector,
+                        offline=offline,
+                    )
                 except Exception:  # let build_index report the real problem
                     pass
         bars = DownloadBars(quiet)
         progress_state: dict[str, object] = {}
         try:
-            report = build_index(people_dir, db_path, config, storage=storage, encrypt=encrypt, workers=workers,
-                                 progress=bars, rebuild=rebuild,
-                                 on_result=_progress_cb(progress_state, quiet))
+            report = build_index(
+                people_dir,
+                db_path,
+                config,
+                storage=storage,
+                encrypt=encrypt,
+                workers=workers,
+                progress=bars,
+                rebuild=rebuild,
+                on_result=_progress_cb(progress_state, quiet),
+            )
         finally:
             bars.close()
             p = progress_state.get("bar")
@@ -96,17 +133,26 @@ def build_index_cmd(
                 warn_line(f"{s}: {n} faces; enrolled the largest, most central one")
             cal = report.calibration
             if cal is not None:
-                how = ("measured on this gallery" if cal.source == "gallery"
-                       else "defaults (gallery too small to calibrate; add more people / photos)")
+                how = (
+                    "measured on this gallery"
+                    if cal.source == "gallery"
+                    else "defaults (gallery too small to calibrate; add more people / photos)"
+                )
                 extra = ""
                 if cal.source == "gallery":
-                    extra = (f"; leave-one-out: {cal.stats.get('loo_genuine_named', 0):.1%} of enrolled faces named, "
-                             f"{cal.stats.get('loo_strangers_named', 0):.1%} of strangers named")
-                stderr().print(f"calibration: threshold {cal.threshold:.2f} ({how}){extra}", highlight=False)
+                    extra = (
+                        f"; leave-one-out: {cal.stats.get('loo_genuine_named', 0):.1%} of enrolled faces named, "
+                        f"{cal.stats.get('loo_strangers_named', 0):.1%} of strangers named"
+                    )
+                stderr().print(
+                    f"calibration: threshold {cal.threshold:.2f} ({how}){extra}", highlight=False
+                )
             stderr().print(
                 f"done: {report.persons} people, {report.faces} faces in {db_path} "
                 f"({report.added} added, {report.updated} updated, {report.removed} removed, {report.unchanged} unchanged, "
-                f"{len(report.no_face)} without a face, {len(report.errors)} errors)", highlight=False)
+                f"{len(report.no_face)} without a face, {len(report.errors)} errors)",
+                highlight=False,
+            )
         if fmt is not None:
             r = Renderer(fmt, wrap=lambda recs: recs[0])
             r.add(rec, [{k: v for k, v in rec.items() if not isinstance(v, (list, dict))}])
@@ -124,8 +170,14 @@ def _progress_cb(state: dict[str, object], quiet: bool):  # type: ignore[no-unty
     def cb(result: object) -> None:
         bar = state.get("bar")
         if bar is None:
-            bar = Progress(TextColumn("embedding gallery"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                           console=stderr(), transient=True)
+            bar = Progress(
+                TextColumn("embedding gallery"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=stderr(),
+                transient=True,
+            )
             bar.start()
             state["bar"] = bar
             state["task"] = bar.add_task("embed", total=None)

@@ -13,9 +13,17 @@ from ..render import Format, Renderer
 from .common import resolve_format, track, warn_line
 
 
-def build_config(models: str | None, *, weights: tuple[float, ...] | None = None, detector: str | None = None,
-                 upsample: int = 0, max_side: int = 1600, min_face: int = 0, flip: bool | None = None,
-                 offline: bool = False) -> Any:
+def build_config(
+    models: str | None,
+    *,
+    weights: tuple[float, ...] | None = None,
+    detector: str | None = None,
+    upsample: int = 0,
+    max_side: int = 1600,
+    min_face: int = 0,
+    flip: bool | None = None,
+    offline: bool = False,
+) -> Any:
     """A :class:`~facekit.pipeline.PipelineConfig` from command-line options."""
     from ..detect import DEFAULT_DETECTOR
     from ..embed import DEFAULT_MODELS
@@ -26,10 +34,19 @@ def build_config(models: str | None, *, weights: tuple[float, ...] | None = None
     if detector:
         parse_model_list(detector, kind="detector")
     if weights is not None and len(weights) != len(names):
-        raise UsageError(f"--weights has {len(weights)} values for {len(names)} models ({', '.join(names)})")
-    return PipelineConfig(detector=detector or DEFAULT_DETECTOR, models=names, weights=weights,
-                          max_side=max_side, upsample=upsample, min_face=min_face, flip=flip,
-                          offline=True if offline else None)
+        raise UsageError(
+            f"--weights has {len(weights)} values for {len(names)} models ({', '.join(names)})"
+        )
+    return PipelineConfig(
+        detector=detector or DEFAULT_DETECTOR,
+        models=names,
+        weights=weights,
+        max_side=max_side,
+        upsample=upsample,
+        min_face=min_face,
+        flip=flip,
+        offline=True if offline else None,
+    )
 
 
 def expand_inputs(paths: list[str], stdin: IO[str] | None = None) -> list[str]:
@@ -63,8 +80,12 @@ class Summary:
         self.skipped += reused
 
     def line(self) -> str:
-        parts = [f"{self.files} files", f"{self.faces} faces", f"{self.no_face} without a face",
-                 f"{self.errors} errors"]
+        parts = [
+            f"{self.files} files",
+            f"{self.faces} faces",
+            f"{self.no_face} without a face",
+            f"{self.errors} errors",
+        ]
         if self.skipped:
             parts.append(f"{self.skipped} unchanged (skipped)")
         parts += [f"{v} {k}" for k, v in self.extra.items()]
@@ -80,8 +101,19 @@ class Summary:
 EMBED_TABLE_COLUMNS = ["source", "face", "x", "y", "w", "h", "det_score", "face_size"]
 
 
-def embed_inputs(paths: list[str], config: Any, *, output: Path | None, fmt: Format | None, sidecar: bool,
-                 force: bool, workers: int | None, quiet: bool, progress: Any, stdin: IO[str] | None) -> Summary:
+def embed_inputs(
+    paths: list[str],
+    config: Any,
+    *,
+    output: Path | None,
+    fmt: Format | None,
+    sidecar: bool,
+    force: bool,
+    workers: int | None,
+    quiet: bool,
+    progress: Any,
+    stdin: IO[str] | None,
+) -> Summary:
     """Run ``facekit embed``: returns the summary; writes table / sidecars / stdout records."""
     from ..facetable import FaceTable, face_rows, record_for, write_atomic
     from ..pipeline import embed_incremental
@@ -98,11 +130,16 @@ def embed_inputs(paths: list[str], config: Any, *, output: Path | None, fmt: For
     if fmt is not None or (output is None and not sidecar):
         out_fmt = resolve_format(fmt)
         # CSV keeps every column (embeddings included); the table shows a readable subset.
-        renderer = Renderer(out_fmt, columns=None if out_fmt is Format.csv else EMBED_TABLE_COLUMNS + ["dims"],
-                            title="faces")
+        renderer = Renderer(
+            out_fmt,
+            columns=None if out_fmt is Format.csv else EMBED_TABLE_COLUMNS + ["dims"],
+            title="faces",
+        )
     summary = Summary()
     results = []
-    stream = embed_incremental(config, files, previous, force=force, workers=workers, progress=progress)
+    stream = embed_incremental(
+        config, files, previous, force=force, workers=workers, progress=progress
+    )
     for result, reused in track(stream, len(files), "embedding", quiet):
         summary.add(result, reused)
         if result.error and not quiet:
@@ -111,13 +148,17 @@ def embed_inputs(paths: list[str], config: Any, *, output: Path | None, fmt: For
             results.append(result)
         if sidecar and not result.error:
             rec = record_for(result)
-            write_atomic(Path(result.source + ".faces.json"),
-                         lambda tmp, rec=rec: Path(tmp).write_text(json.dumps(_plain(rec)) + "\n"))
+            write_atomic(
+                Path(result.source + ".faces.json"),
+                lambda tmp, rec=rec: Path(tmp).write_text(json.dumps(_plain(rec)) + "\n"),
+            )
         if renderer is not None:
             rows = face_rows(result, with_embeddings=renderer.fmt is Format.csv)
             for r in rows:
                 r.pop("landmarks", None) if renderer.fmt is Format.table else None
-                r["dims"] = ",".join(f"{m}:{v.shape[1]}" for m, v in result.embeddings.vectors.items())
+                r["dims"] = ",".join(
+                    f"{m}:{v.shape[1]}" for m, v in result.embeddings.vectors.items()
+                )
             renderer.add(record_for(result), rows)
     if renderer is not None:
         renderer.close()
@@ -125,8 +166,11 @@ def embed_inputs(paths: list[str], config: Any, *, output: Path | None, fmt: For
         table = FaceTable.from_results(results, _models_meta(config))
         if previous is not None:
             old_sources = set(previous.files) - set(table.files)
-            keep = FaceTable(previous.frame[previous.frame.source.isin(old_sources)],
-                             {k: v for k, v in previous.files.items() if k in old_sources}, previous.models)
+            keep = FaceTable(
+                previous.frame[previous.frame.source.isin(old_sources)],
+                {k: v for k, v in previous.files.items() if k in old_sources},
+                previous.models,
+            )
             table = keep.merged_with(table, ())
         table.write(output)
     return summary
@@ -137,7 +181,9 @@ def _models_meta(config: Any) -> dict[str, str]:
     from ..models.runtime import fingerprint
 
     meta = {m: embedder_fingerprint(m, config.flip) for m in config.models}
-    meta["detector"] = f"{config.detector}:{fingerprint(config.detector)}:up{config.upsample}:max{config.max_side}"
+    meta["detector"] = (
+        f"{config.detector}:{fingerprint(config.detector)}:up{config.upsample}:max{config.max_side}"
+    )
     return meta
 
 
