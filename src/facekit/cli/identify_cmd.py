@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from ..errors import UsageError
 from ..render import Renderer
 from .common import (
     DbOpt,
@@ -103,10 +104,9 @@ def identify_cmd(
 
         database = Database.open(db or default_db())
         if models is not None and parse_model_list(models, kind="recognizer") != database.models:
-            raise typer.BadParameter(
+            raise UsageError(
                 f"the database {database.path} uses models {','.join(database.models)}; "
                 f"--models {models} cannot be used with it",
-                param_hint="--models",
             )
         config = database.config
         if offline:
