@@ -243,6 +243,9 @@ class DeepFaceEmbedder(Embedder):
         from .models.store import configure_deepface_env
 
         configure_deepface_env()
+        # The registry pins DeepFace's ONNX weight files; without this, deepface switches to
+        # TensorFlow (and .h5 files) by itself as soon as the tensorflow extra is installed.
+        os.environ.setdefault("DEEPFACE_BACKEND_ENGINE", "onnx")
         try:
             from deepface import DeepFace
         except Exception as exc:  # deepface import errors are many and varied
