@@ -328,6 +328,8 @@ def detect_image(detector: Detector, rgb: np.ndarray, max_side: int = DEFAULT_MA
     """
     import cv2
 
+    # dlib misreads arrays with padded rows (PyAV frames, slices): hand detectors a C-contiguous one.
+    rgb = np.ascontiguousarray(rgb)
     h, w = rgb.shape[:2]
     scale = 1.0
     small = rgb

@@ -58,7 +58,7 @@ DetectorOpt = Annotated[
     ),
 ]
 UpsampleOpt = Annotated[
-    int,
+    int | None,
     typer.Option(
         "--upsample",
         min=0,

@@ -16,6 +16,7 @@ from .common import (
     FormatOpt,
     OfflineOpt,
     QuietOpt,
+    UpsampleOpt,
     VerboseOpt,
     WorkersOpt,
     default_db,
@@ -49,6 +50,7 @@ def identify_cmd(
         ),
     ],
     db: DbOpt = None,
+    upsample: UpsampleOpt = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Candidates per face.")] = 5,
     min_confidence: Annotated[
         float | None,
@@ -108,11 +110,13 @@ def identify_cmd(
                 f"the database {database.path} uses models {','.join(database.models)}; "
                 f"--models {models} cannot be used with it",
             )
+        from dataclasses import replace
+
         config = database.config
         if offline:
-            from dataclasses import replace
-
             config = replace(config, offline=True)
+        if upsample is not None:  # detection only: embeddings stay comparable with the database
+            config = replace(config, upsample=upsample)
         files = expand_inputs(paths, sys.stdin)
         ident = Identifier(database, top_k=top_k, min_confidence=min_confidence)
         renderer = Renderer(resolve_format(fmt), columns=COLUMNS, title="faces")

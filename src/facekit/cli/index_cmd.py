@@ -16,6 +16,7 @@ from .common import (
     ModelsOpt,
     OfflineOpt,
     QuietOpt,
+    UpsampleOpt,
     VerboseOpt,
     WeightsOpt,
     WorkersOpt,
@@ -41,6 +42,7 @@ def build_index_cmd(
     models: ModelsOpt = None,
     weights: WeightsOpt = None,
     detector: DetectorOpt = None,
+    upsample: UpsampleOpt = None,
     storage: Annotated[
         str,
         typer.Option(
@@ -100,6 +102,7 @@ def build_index_cmd(
                         ",".join(old.models),
                         weights=tuple(old.calibration.weights.values()),
                         detector=detector or old.config.detector,
+                        upsample=old.config.upsample if upsample is None else upsample,
                         offline=offline,
                     )
                 except Exception:  # let build_index report the real problem

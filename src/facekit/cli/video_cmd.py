@@ -16,6 +16,7 @@ from .common import (
     FormatOpt,
     OfflineOpt,
     QuietOpt,
+    UpsampleOpt,
     VerboseOpt,
     default_db,
     handle_errors,
@@ -42,6 +43,7 @@ def video_cmd(
         ),
     ] = None,
     db: DbOpt = None,
+    upsample: UpsampleOpt = None,
     interval: Annotated[
         float, typer.Option("--interval", "-i", min=0.01, help="Seconds between sampled frames.")
     ] = 5.0,
@@ -177,6 +179,8 @@ def video_cmd(
         if offline:
             config = replace(config, offline=True)
         config = replace(config, digest=False)
+        if upsample is not None:  # detection only: embeddings stay comparable with the database
+            config = replace(config, upsample=upsample)
         options = VideoOptions(
             interval=None if frames else interval,
             frames=frames,
