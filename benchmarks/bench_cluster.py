@@ -100,7 +100,7 @@ def main() -> int:
     print("|---|---|---|---|---|---|---|---|")
     cal = Calibration.default(emb.models)
     for label, kw in (
-        ("facekit default: agglomerative (average), cut at z=2.33 (1% false merge)", {}),
+        ("facekit default: agglomerative (average), cut at z=2.75 (0.3% false merge)", {}),
         ("facekit --method hdbscan (min size 2)", {"method": "hdbscan"}),
         ("facekit --method dbscan (eps at identify threshold 3.09, min 2)", {"method": "dbscan"}),
     ):

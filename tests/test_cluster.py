@@ -43,7 +43,7 @@ def refs_for(n: int, prefix: str = "p") -> list[FaceRef]:
 
 
 def test_default_threshold_is_one_percent_impostor_tail():
-    assert cluster_threshold() == pytest.approx(2.326, abs=1e-3)
+    assert cluster_threshold() == pytest.approx(2.748, abs=1e-3)
 
 
 def test_separated_people_and_strangers_are_noise():

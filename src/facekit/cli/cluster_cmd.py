@@ -281,7 +281,7 @@ def cluster_cmd(
         float | None,
         typer.Option(
             "--threshold",
-            help="Fused-evidence cut (default 2.33: 1% false merges per comparison).",
+            help="Fused-evidence cut (default 2.75: 0.3% false merges per comparison).",
         ),
     ] = None,
     sheets: Annotated[
