@@ -444,25 +444,24 @@ def _unit(v: np.ndarray) -> np.ndarray:
 def _analyse(pipeline: Any, rgb: np.ndarray) -> tuple[Any, Any]:
     """Detect + embed one frame: ``(Faces, Embeddings)``.
 
-    Embeds only when a face was found: ``Embeddings`` of zero faces currently fail to build
-    (``types.Embeddings.__post_init__`` reshapes ``(0, dim)`` with ``-1``), and most video
-    samples have no face. Objects without a ``detector`` (test doubles) go through
-    ``process_rgb``.
+    Objects without ``analyse`` (test doubles) go through ``process_rgb``.
     """
-    from .types import Embeddings
+    if hasattr(pipeline, "analyse"):
+        return pipeline.analyse(rgb)
+    result = pipeline.process_rgb(rgb, "", None)
+    return result.faces, result.embeddings
 
-    detector = getattr(pipeline, "detector", None)
-    if detector is None:
-        result = pipeline.process_rgb(rgb, "", None)
-        return result.faces, result.embeddings
-    from .detect import detect_image
 
-    faces = detect_image(detector, rgb, pipeline.config.max_side)
-    if pipeline.config.min_face and len(faces):
-        faces = faces[faces.size >= pipeline.config.min_face]
-    if len(faces) == 0 or pipeline.ensemble is None:
-        return faces, Embeddings({})
-    return faces, pipeline.ensemble.embed(rgb, faces)
+def _analyse_in_worker(rgb: np.ndarray) -> tuple[Any, Any]:
+    from . import pipeline as _pipeline_module
+
+    assert _pipeline_module._worker_pipeline is not None
+    return _pipeline_module._worker_pipeline.analyse(rgb)
+
+
+#: Samples analysed in this process before worker processes are started: short clips finish
+#: before a pool (about a second to start and load the models) would pay off.
+POOL_AFTER_SAMPLES = 24
 
 
 def analyse_frames(
@@ -478,28 +477,73 @@ def analyse_frames(
 ) -> tuple[list[PersonTrack], VideoAggregator]:
     """Run detect+embed+identify on each frame and aggregate. Frames are dropped after use."""
     import time as _time
+    from collections import deque
+
+    from .pipeline import PipelineConfig, default_workers
 
     agg = VideoAggregator(calibration, options, source)
     timings = timings if timings is not None else {}
     timings.setdefault("decode", 0.0)
     timings.setdefault("analyse", 0.0)
     it: Iterator[Frame] = iter(frames)
-    while True:
-        t0 = _time.perf_counter()
-        try:
-            frame = next(it)
-        except StopIteration:
-            timings["decode"] += _time.perf_counter() - t0
-            break
-        t1 = _time.perf_counter()
-        timings["decode"] += t1 - t0
-        faces, embeddings = _analyse(pipeline, frame.rgb)
+    config = getattr(pipeline, "config", None)
+    workers = default_workers() if isinstance(config, PipelineConfig) else 1
+    # Long videos: decoding stays here while worker processes (one per core, models loaded
+    # once each) detect and embed; at most 2 x workers frames are in flight and results are
+    # folded in sample order. (Threads are not an option: dlib crashed when two threads
+    # detected at once.)
+    pool: Any = None
+    pending: deque[tuple[Frame, Any]] = deque()
+    n = 0
+
+    def fold(frame: Frame, faces: Any, embeddings: Any) -> None:
         matches = identifier.match(embeddings) if len(faces) else []
         agg.add(frame.time, frame.rgb, faces, embeddings, matches, frame.index)
-        timings["analyse"] += _time.perf_counter() - t1
         if on_sample is not None:
             on_sample(frame)
-        del frame, faces, embeddings
+
+    try:
+        while True:
+            t0 = _time.perf_counter()
+            try:
+                frame = next(it)
+            except StopIteration:
+                timings["decode"] += _time.perf_counter() - t0
+                break
+            t1 = _time.perf_counter()
+            timings["decode"] += t1 - t0
+            n += 1
+            if pool is None and workers > 1 and n > POOL_AFTER_SAMPLES:
+                import multiprocessing as mp
+                from concurrent.futures import ProcessPoolExecutor
+
+                from .pipeline import _worker_init
+
+                init: Any = _worker_init
+
+                pool = ProcessPoolExecutor(
+                    max_workers=workers,
+                    mp_context=mp.get_context("spawn"),
+                    initializer=init,
+                    initargs=(config,),
+                )
+            if pool is None:
+                fold(frame, *_analyse(pipeline, frame.rgb))
+            else:
+                pending.append((frame, pool.submit(_analyse_in_worker, frame.rgb)))
+                while len(pending) >= 2 * workers:
+                    done, fut = pending.popleft()
+                    fold(done, *fut.result())
+            timings["analyse"] += _time.perf_counter() - t1
+            del frame
+        t1 = _time.perf_counter()
+        while pending:
+            done, fut = pending.popleft()
+            fold(done, *fut.result())
+        timings["analyse"] += _time.perf_counter() - t1
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
     return agg.finish(), agg
 
 
