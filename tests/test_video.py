@@ -307,3 +307,18 @@ def test_sprite_same_answer(world, tmp_path: Path) -> None:
     by = {p.person: p.segments for p in report.people}
     assert by["Bill_Clinton"] == [(0, 0), (30, 30)]
     assert by["Serena_Williams"] == [(20, 20)]
+
+
+def test_worker_processes_give_the_same_report(world, monkeypatch) -> None:
+    """Samples analysed by the worker pool are folded in order: same report as in-process."""
+    import facekit.video as video_mod
+
+    video = make_slideshow(world["tmp"] / "slides_pool.mp4", world["lfw"])
+    opts = VideoOptions(interval=2.5)
+    monkeypatch.setenv("FACEKIT_WORKERS", "1")
+    serial = video_mod.analyse_video(video, world["db"], world["pipe"], world["ident"], opts)
+    monkeypatch.setenv("FACEKIT_WORKERS", "2")
+    monkeypatch.setattr(video_mod, "POOL_AFTER_SAMPLES", 3)
+    pooled = video_mod.analyse_video(video, world["db"], world["pipe"], world["ident"], opts)
+    assert pooled.samples == serial.samples == 20
+    assert pooled.to_record() == serial.to_record()
