@@ -78,6 +78,15 @@ WorkersOpt = Annotated[
         "--workers", "-j", min=1, help="Worker processes. Default: one per core ($FACEKIT_WORKERS)."
     ),
 ]
+MinConfidenceOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--min-confidence",
+        min=0,
+        max=100,
+        help="Name a face only at or above this confidence (default 50 = the calibrated threshold); weaker faces count as unknown.",
+    ),
+]
 QuietOpt = Annotated[
     bool, typer.Option("--quiet", "-q", help="No progress bar, summary or warnings on stderr.")
 ]

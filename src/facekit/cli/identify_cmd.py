@@ -14,6 +14,7 @@ from .common import (
     DbOpt,
     DownloadBars,
     FormatOpt,
+    MinConfidenceOpt,
     OfflineOpt,
     QuietOpt,
     UpsampleOpt,
@@ -52,15 +53,7 @@ def identify_cmd(
     db: DbOpt = None,
     upsample: UpsampleOpt = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Candidates per face.")] = 5,
-    min_confidence: Annotated[
-        float | None,
-        typer.Option(
-            "--min-confidence",
-            min=0,
-            max=100,
-            help="Name a face only at or above this confidence (default 50 = the calibrated threshold).",
-        ),
-    ] = None,
+    min_confidence: MinConfidenceOpt = None,
     models: Annotated[
         str | None,
         typer.Option(

@@ -14,6 +14,7 @@ from .common import (
     DbOpt,
     DownloadBars,
     FormatOpt,
+    MinConfidenceOpt,
     OfflineOpt,
     QuietOpt,
     UpsampleOpt,
@@ -70,15 +71,7 @@ def video_cmd(
             help="exact: frames at the exact times (seek + decode forward); keyframe: the keyframe nearest each time (cheapest); auto: keyframe when keyframes are at most two intervals apart, else exact.",
         ),
     ] = SamplingChoice.auto,
-    min_confidence: Annotated[
-        float | None,
-        typer.Option(
-            "--min-confidence",
-            min=0,
-            max=100,
-            help="Name a face only at or above this confidence (default 50 = the calibrated threshold); weaker faces count as unknown.",
-        ),
-    ] = None,
+    min_confidence: MinConfidenceOpt = None,
     crops: Annotated[
         Path | None,
         typer.Option(
