@@ -92,6 +92,7 @@ def test_incremental_rerun_touches_only_changes(built, tmp_path, fr_examples):
     shutil.rmtree(people / "rose_leslie")
     third = build_index(people, db_path, CFG, workers=1)
     assert third.added == 1 and third.updated == 0
+    assert third.removed == 1 + _count(built[0] / "rose_leslie")
     db = Database.open(db_path)
     assert "rose_leslie" not in db.persons and victim.name not in " ".join(db.faces.source)
     assert third.unchanged == first.added - 1 - _count(built[0] / "rose_leslie")

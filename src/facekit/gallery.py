@@ -265,11 +265,10 @@ def build_index(
         vec_parts: dict[str, list[np.ndarray]] = {m: [] for m in config.models}
         if old is not None and len(old.faces):
             keep = (old.faces["origin"] == "enrolled") | old.faces["source"].isin(keep_sources)
-            report.removed = int(
-                (~keep & (old.faces["origin"] == "folder")).sum()
-                - sum(1 for r in new_rows if r["source"] in set(old.faces["source"]))
-            )
-            report.removed = max(report.removed, 0)
+            # removed = faces of photos (or people) that are gone; changed photos count as updated
+            present = {rel for _, rel, _ in listing}
+            gone = (old.faces["origin"] == "folder") & ~old.faces["source"].isin(present)
+            report.removed = int(gone.sum())
             parts.append(old.faces[keep.to_numpy()])
             for m in config.models:
                 vec_parts[m].append(old.vectors[m][keep.to_numpy()])
