@@ -188,3 +188,45 @@ def test_identifier_rejects_other_models(built):
     db = Database.open(built[1])
     with pytest.raises(Exception, match="mobilefacenet|missing"):
         Identifier(db).match(Embeddings({"mobilefacenet": np.ones((1, 128), np.float32)}))
+
+
+def test_voyager_search_matches_exact_search(tmp_path):
+    """Galleries above 2,000 faces are searched through the Voyager index (ef=100): its
+    neighbours must agree with exact search, for float32 and E4M3 storage."""
+    import numpy as np
+    import pandas as pd
+
+    from facekit.index import FACE_COLUMNS, Person
+
+    rng = np.random.default_rng(1)
+    n, people = 3000, 300
+    centres = rng.normal(size=(people, 128)).astype(np.float32)
+    owner = rng.integers(0, people, n)
+    vec = centres[owner] + 0.6 * rng.normal(size=(n, 128)).astype(np.float32)
+    vec /= np.linalg.norm(vec, axis=1, keepdims=True)
+    faces = pd.DataFrame({c: [0] * n for c in FACE_COLUMNS})
+    faces["person"] = [f"p{i}" for i in owner]
+    faces["source"] = [f"p{i}/{j}.jpg" for j, i in enumerate(owner)]
+    faces["origin"] = "folder"
+    persons = {f"p{i}": Person(f"p{i}") for i in range(people)}
+    for storage in ("float32", "e4m3"):
+        path = tmp_path / storage
+        with Database.lock(path):
+            Database.commit(
+                path,
+                faces=faces,
+                vectors={"dlib": vec},
+                persons=persons,
+                pipeline={"detector": "dlib-hog"},
+                fingerprints={"dlib": "x"},
+                weights={"dlib": 1.0},
+                storage=storage,
+            )
+        db = Database.open(path)
+        assert db.manifest["models"]["dlib"]["storage"] == storage
+        queries = vec[:200] + 0.05 * rng.normal(size=(200, 128)).astype(np.float32)
+        queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+        ids, _ = db.knn("dlib", queries, 10)
+        exact = np.argsort(1 - queries @ vec.T, axis=1)[:, :10]
+        recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, exact)])
+        assert recall >= 0.99, (storage, recall)

@@ -443,8 +443,16 @@ class Database:
             d = cosine_distances(queries, self.vectors[model])
             ids = np.argsort(d, axis=1, kind="stable")[:, :k]
             return ids, np.take_along_axis(d, ids, 1)
-        ids, dist = index.query(np.asarray(queries, np.float32), k=k, query_ef=max(QUERY_EF, k))
-        return np.asarray(ids, np.int64), np.asarray(dist, np.float32)
+        # Ask the graph for twice as many candidates, then re-rank them with the exact float32
+        # vectors: E4M3 storage approximates distances, and the tail of the list is where the
+        # graph's approximations show.
+        wide = min(n, 2 * k)
+        ids, _ = index.query(np.asarray(queries, np.float32), k=wide, query_ef=max(QUERY_EF, wide))
+        ids = np.asarray(ids, np.int64).reshape(len(queries), wide)
+        cand = self.vectors[model][ids]  # (q, wide, dim)
+        dist = 1.0 - np.einsum("qwd,qd->qw", cand, np.asarray(queries, np.float32))
+        order = np.argsort(dist, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(ids, order, 1), np.take_along_axis(dist, order, 1).astype(np.float32)
 
     # ----------------------------------------------------------------- writing
     @staticmethod
