@@ -452,7 +452,9 @@ class Database:
         cand = self.vectors[model][ids]  # (q, wide, dim)
         dist = 1.0 - np.einsum("qwd,qd->qw", cand, np.asarray(queries, np.float32))
         order = np.argsort(dist, axis=1, kind="stable")[:, :k]
-        return np.take_along_axis(ids, order, 1), np.take_along_axis(dist, order, 1).astype(np.float32)
+        return np.take_along_axis(ids, order, 1), np.take_along_axis(dist, order, 1).astype(
+            np.float32
+        )
 
     # ----------------------------------------------------------------- writing
     @staticmethod
