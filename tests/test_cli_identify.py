@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -111,6 +110,3 @@ def test_help_has_examples():
     for cmd in ("build-index", "identify", "embed"):
         r = run(cmd, "--help")
         assert r.returncode == 0 and "Example" in r.stdout
-
-
-_ = Path

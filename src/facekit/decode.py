@@ -151,11 +151,13 @@ class DecodeStats:
         seeks: seeks performed.
         warning: set when decoding stopped early on damaged data (frames before it were kept).
         info: the probe result.
+        duration: the sprite's duration (end of its last cue), for :func:`iter_sprite`.
     """
 
     sampling: str = ""
     decoded: int = 0
     kept: int = 0
+    duration: float = 0.0
     seeks: int = 0
     warning: str | None = None
     info: VideoInfo | None = None
@@ -697,6 +699,7 @@ def iter_sprite(
     except OSError as exc:
         raise InputError(f"{vtt}: {_os_problem(exc)}") from None
     cues = parse_vtt(text, vtt)
+    stats.duration = max((c.end for c in cues), default=0.0)
     sheet = load_image(sprite_path).rgb
     hgt, wid = sheet.shape[:2]
     for n, cue in enumerate(cues):

@@ -36,7 +36,7 @@ import numpy as np
 from .errors import InputError
 from .types import Embeddings, Faces, ImageResult
 
-__all__ = ["FaceTable", "results_to_frame", "face_rows", "record_for", "write_atomic"]
+__all__ = ["FaceTable", "face_rows", "record_for", "write_atomic"]
 
 META_FILES = b"facekit.files"
 META_MODELS = b"facekit.models"
@@ -216,11 +216,6 @@ def _columns(rows: Sequence[dict[str, Any]]) -> list[str]:
     ]
     extra = sorted({k for r in rows for k in r} - set(base))
     return base + extra
-
-
-def results_to_frame(results: Iterable[ImageResult]) -> Any:
-    """Pipeline results as a pandas DataFrame, one row per face."""
-    return FaceTable.from_results(results).frame
 
 
 def write_atomic(path: str | os.PathLike[str], writer: Any) -> None:

@@ -218,11 +218,6 @@ def run_paths(
             raise
 
 
-def faces_from_results(results: Sequence[ImageResult]) -> int:
-    """Total number of faces in ``results``."""
-    return sum(len(r.faces) for r in results)
-
-
 def embed_incremental(
     config: PipelineConfig,
     paths: Sequence[str],

@@ -644,14 +644,9 @@ def analyse_sprite(
         on_sample=on_sample,
         timings=timings,
     )
-    from pathlib import Path
-
-    from .decode import parse_vtt
-
-    cues = parse_vtt(Path(vtt).read_text(encoding="utf-8-sig", errors="replace"), os.fspath(vtt))
     return VideoReport(
         name,
-        max(c.end for c in cues),
+        stats.duration,
         len(agg.sample_times),
         "sprite",
         stats.decoded,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..render import Format, Renderer
+from ..render import Renderer
 from .common import (
     DbOpt,
     DetectorOpt,
@@ -187,6 +187,3 @@ def _progress_cb(state: dict[str, object], quiet: bool):  # type: ignore[no-unty
         bar.advance(state["task"])  # type: ignore[attr-defined]
 
     return cb
-
-
-_ = Format

@@ -11,11 +11,10 @@ import csv
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -24,6 +23,7 @@ from facekit import models
 
 if TYPE_CHECKING:
     from rich.table import Table
+from facekit.cli.common import OfflineOpt, QuietOpt, handle_errors
 from facekit.errors import FacekitError, ModelError
 
 __all__ = ["models_app"]
@@ -54,14 +54,6 @@ class Kind(str, Enum):
 FormatOpt = Annotated[
     OutputFormat, typer.Option("--format", "-f", help="Output format.", case_sensitive=False)
 ]
-OfflineOpt = Annotated[
-    bool,
-    typer.Option(
-        "--offline",
-        help="Never use the network (local-folder mirrors still work). Default: $FACEKIT_OFFLINE.",
-    ),
-]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or status lines.")]
 
 
 def _stderr() -> Console:
@@ -72,22 +64,6 @@ def _stderr() -> Console:
 def _stdout() -> Console:
     is_tty = sys.stdout.isatty()
     return Console(file=sys.stdout, highlight=False, width=None if is_tty else 200)
-
-
-def _fail(exc: FacekitError) -> NoReturn:
-    _stderr().print(f"error: {exc}", style="red", markup=False)
-    raise typer.Exit(exc.exit_code)
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """Turn library errors into a red stderr line and the error's exit code."""
-    try:
-        yield
-    except FacekitError as exc:
-        if os.environ.get("FACEKIT_DEBUG") == "1":
-            raise
-        _fail(exc)
 
 
 def _human(size: int | None) -> str:
@@ -198,7 +174,7 @@ def list_cmd(
 
     Example: facekit models list --format json
     """
-    with _errors():
+    with handle_errors():
         statuses = models.status_all(
             kind.value if kind else None, offline=True if offline else None
         )
@@ -249,7 +225,7 @@ def fetch_cmd(
 
     Example: FACEKIT_MODEL_MIRROR=/srv/models facekit models fetch yunet mobilefacenet
     """
-    with _errors():
+    with handle_errors():
         wanted = models.parse_model_list(names)
     failures = 0
     with _ProgressBars(quiet) as bars:
@@ -290,7 +266,7 @@ def import_cmd(
 
     Example: facekit models import ~/Downloads/face_detection_yunet_2023mar.onnx
     """
-    with _errors():
+    with handle_errors():
         spec, mfile, dest = models.import_file(file, name)
     _stderr().print(f"imported {mfile.name} for model {spec.name}", markup=False)
     sys.stdout.write(f"{dest}\n")
@@ -308,7 +284,7 @@ def verify_cmd(
 
     Example: facekit models verify dlib yunet
     """
-    with _errors():
+    with handle_errors():
         results = models.verify(names or None)
     rows = [
         {
@@ -371,7 +347,7 @@ def path_cmd(
 
     Example: facekit models path dlib
     """
-    with _errors():
+    with handle_errors():
         st = models.status(name, offline=True if offline else None)
         if st.state != "installed":
             if not fetch:
