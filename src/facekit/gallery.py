@@ -19,8 +19,9 @@ import numpy as np
 
 from .calibration import Calibration
 from .errors import InputError, UsageError
-from .index import FACE_COLUMNS, FILE_COLUMNS, Database, Person, iter_people
+from .index import FACE_COLUMNS, FILE_COLUMNS, Database, Person
 from .types import ImageResult
+from .walk import iter_people
 
 log = logging.getLogger(__name__)
 

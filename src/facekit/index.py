@@ -29,23 +29,23 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .calibration import Calibration, cosine_distances
+from .calibration import Calibration, calibrate, cosine_distances
+from .crypto import KEY_ENV, zip_read, zip_write
 from .errors import DatabaseError, KeyRequiredError, LockedError, UsageError
 from .types import Embeddings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Database", "Person", "IndexInfo", "calibrate", "FORMAT_VERSION", "KEY_ENV"]
+__all__ = ["Database", "Person", "IndexInfo", "FORMAT_VERSION", "KEY_ENV"]
 
 FORMAT_VERSION = 1
-KEY_ENV = "FACEKIT_KEY"
 #: Query-time ``ef`` of the Voyager indices: recall@10 >= 0.99 on face-like data (NOTES.md:
 #: ef=50 gives 0.988-0.997, ef=100 0.999).
 QUERY_EF = 100
@@ -113,140 +113,6 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-# --------------------------------------------------------------------------- calibration
-def calibrate(
-    persons: np.ndarray,
-    vectors: Mapping[str, np.ndarray],
-    weights: Mapping[str, float],
-    *,
-    max_pairs: int = 400_000,
-    max_probes: int = 4000,
-    stranger_cost: float = 2.0,
-    seed: int = 0,
-) -> Calibration:
-    """Measure the calibration on the gallery itself.
-
-    1. Per model, the mean and standard deviation of cosine distances between faces of
-       *different* people (impostor pairs; sampled when there are more than ``max_pairs``).
-    2. A leave-one-out simulation of open-set identification on the fused evidence: each
-       gallery face is a probe; its best match among its own person's other faces is a
-       "genuine" score, its best match among everybody else a "stranger" score (as if its
-       person were not enrolled).
-    3. The threshold minimises ``missed genuine + stranger_cost * strangers named`` on that
-       simulation (naming the wrong person is worse than saying "unknown").
-
-    Falls back to :meth:`Calibration.default` (documented defaults) when the gallery has fewer
-    than 3 people or too few faces; ``Calibration.source`` says which was used.
-    """
-    models = list(weights)
-    persons = np.asarray(persons)
-    n = len(persons)
-    cal = Calibration.default(models, weights)
-    uniq, counts = np.unique(persons, return_counts=True)
-    if n == 0:
-        return cal
-    rng = np.random.default_rng(seed)
-    # --- impostor statistics per model
-    if len(uniq) >= 2:
-        total_pairs = n * (n - 1) // 2
-        if total_pairs <= max_pairs:
-            iu = np.triu_indices(n, 1)
-            a, b = iu
-        else:
-            a = rng.integers(0, n, max_pairs)
-            b = rng.integers(0, n, max_pairs)
-        diff = persons[a] != persons[b]
-        a, b = a[diff], b[diff]
-        if len(a) >= 50:
-            for m in models:
-                v = vectors[m]
-                d = 1.0 - np.einsum("ij,ij->i", v[a], v[b])
-                cal.impostor[m] = (float(d.mean()), float(max(d.std(), 1e-4)))
-            cal.stats["impostor_pairs"] = int(len(a))
-    # --- leave-one-out open-set simulation (on at most `max_probes` probe faces, compared in
-    # blocks with every gallery face, so memory stays bounded for large galleries)
-    if len(uniq) < 3 or (counts >= 2).sum() < 2:
-        cal.stats["note"] = "gallery too small for leave-one-out; default threshold"
-        cal.source = "default" if "impostor_pairs" not in cal.stats else "gallery-impostor"
-        return cal
-    probes = np.arange(n) if n <= max_probes else np.sort(rng.choice(n, max_probes, replace=False))
-    all_vecs = {m: vectors[m] for m in models}
-    genuine_l, stranger_l = [], []
-    for start in range(0, len(probes), 512):
-        idx = probes[start : start + 512]
-        ev = cal.pairwise_evidence({m: vectors[m][idx] for m in models}, all_vecs)
-        ev[np.arange(len(idx)), idx] = -np.inf  # not against itself
-        same = persons[idx][:, None] == persons[None, :]
-        genuine_l.append(np.where(same, ev, -np.inf).max(1))
-        stranger_l.append(np.where(~same, ev, -np.inf).max(1))
-    genuine = np.concatenate(genuine_l)
-    stranger = np.concatenate(stranger_l)
-    genuine = genuine[np.isfinite(genuine)]
-    stranger = stranger[np.isfinite(stranger)]
-    if len(genuine) < 30 or len(stranger) < 30:
-        # Too few comparisons to place a threshold reliably: keep the documented default.
-        cal.stats["note"] = (
-            f"only {len(genuine)} genuine / {len(stranger)} stranger comparisons; default threshold"
-        )
-        cal.source = "default" if "impostor_pairs" not in cal.stats else "gallery-impostor"
-        return cal
-    cands = np.unique(np.concatenate([genuine, stranger]))
-    cands = np.concatenate([cands, [cands.max() + 1e-6]])
-    miss = np.searchsorted(np.sort(genuine), cands, side="left") / len(genuine)
-    named = 1.0 - np.searchsorted(np.sort(stranger), cands, side="left") / len(stranger)
-    cost = miss + stranger_cost * named
-    best = np.flatnonzero(cost == cost.min())
-    # several thresholds tie: take the middle of the tied range (margin on both sides)
-    lo, hi = cands[best[0]], cands[best[-1]]
-    below = cands[cands < lo]
-    lo_edge = below.max() if len(below) else lo
-    threshold = float((lo_edge + hi) / 2) if best[-1] == best[0] else float((lo + hi) / 2)
-    cal.threshold = threshold
-    cal.genuine = float(np.median(genuine))
-    cal.source = "gallery"
-    cal.stats.update(
-        loo_genuine=int(len(genuine)),
-        loo_strangers=int(len(stranger)),
-        loo_genuine_named=float(np.mean(genuine >= threshold)),
-        loo_strangers_named=float(np.mean(stranger >= threshold)),
-    )
-    return cal
-
-
-# --------------------------------------------------------------------------- encryption
-def _zip_write(path: Path, members: dict[str, bytes], key: str) -> None:
-    import pyzipper
-
-    with pyzipper.AESZipFile(
-        path, "w", compression=pyzipper.ZIP_DEFLATED, encryption=pyzipper.WZ_AES
-    ) as zf:
-        zf.setpassword(key.encode())
-        zf.setencryption(pyzipper.WZ_AES, nbits=256)
-        for name, data in members.items():
-            zf.writestr(name, data)
-
-
-def _zip_read(path: Path, key: str | None, db: Path) -> dict[str, bytes]:
-    import pyzipper
-
-    if not key:
-        raise KeyRequiredError(f"{db}: the database is encrypted; set {KEY_ENV} to its key")
-    try:
-        with pyzipper.AESZipFile(path) as zf:
-            zf.setpassword(key.encode())
-            return {name: zf.read(name) for name in zf.namelist()}
-    except RuntimeError as exc:
-        if "password" in str(exc).lower():
-            raise KeyRequiredError(
-                f"{db}: wrong key in {KEY_ENV} for this encrypted database"
-            ) from None
-        raise DatabaseError(f"{db}: cannot read encrypted data ({exc})") from None
-    except Exception as exc:
-        raise DatabaseError(
-            f"{db}: encrypted data is damaged ({' '.join(str(exc).split())})"
-        ) from None
 
 
 # --------------------------------------------------------------------------- database
@@ -364,7 +230,7 @@ class Database:
         if manifest.get("encrypted"):
             import pyarrow as pa
 
-            members = _zip_read(gdir / "data.zip", key, path)
+            members = zip_read(gdir / "data.zip", key, path)
             tables = {n: pq.read_table(pa.BufferReader(members[f"{n}.parquet"])) for n in names}
         else:
             tables = {n: pq.read_table(gdir / f"{n}.parquet") for n in names}
@@ -560,7 +426,7 @@ class Database:
                     buf = io.BytesIO()
                     df.to_parquet(buf, index=False)
                     blobs[name] = buf.getvalue()
-                _zip_write(tmp / "data.zip", blobs, key or "")
+                zip_write(tmp / "data.zip", blobs, key or "")
             else:
                 for name, df in tables.items():
                     df.to_parquet(tmp / name, index=False)
@@ -732,11 +598,3 @@ class Database:
                 files_table=fresh.files,
             )
         return n
-
-
-def iter_people(people_dir: Path) -> Iterable[tuple[str, list[str]]]:
-    """``(person id, photo paths)`` for each subfolder of ``people_dir`` (sorted)."""
-    from .imageio import iter_image_paths
-
-    for sub in sorted(p for p in people_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        yield sub.name, list(iter_image_paths([str(sub)]))
