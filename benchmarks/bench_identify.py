@@ -26,9 +26,9 @@ def main() -> None:
     ap.add_argument("--shared", default=str(Path(__file__).resolve().parents[2] / "shared"))
     args = ap.parse_args()
 
+    from facekit.database import Database
     from facekit.gallery import build_index
     from facekit.identify import Identifier
-    from facekit.index import Database
     from facekit.pipeline import Pipeline, PipelineConfig
 
     shared = Path(args.shared)

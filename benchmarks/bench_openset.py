@@ -28,9 +28,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None)
     args = ap.parse_args()
 
+    from facekit.database import Database
     from facekit.gallery import build_index
     from facekit.identify import Identifier
-    from facekit.index import Database
     from facekit.models.registry import parse_model_list
     from facekit.pipeline import PipelineConfig, run_paths
 

@@ -165,8 +165,8 @@ def main() -> None:
         check=True,
     )
 
+    from facekit.database import Database
     from facekit.identify import Identifier
-    from facekit.index import Database
     from facekit.pipeline import Pipeline
     from facekit.video import VideoOptions, analyse_video, draw_timeline
 

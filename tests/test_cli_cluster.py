@@ -92,7 +92,9 @@ def test_cluster_reuses_embed_table(album: Path, tmp_path: Path):
 
 
 def test_enroll_then_identify_round_trip(album: Path, lfw: Path, tmp_path: Path):
-    pytest.importorskip("facekit.index", reason="needs facekit.index (build-index / Database)")
+    pytest.importorskip(
+        "facekit.database", reason="needs facekit.database (build-index / Database)"
+    )
     pytest.importorskip("facekit.identify", reason="needs facekit.identify")
     gallery = tmp_path / "gallery" / "Carlos_Moya"
     gallery.mkdir(parents=True)

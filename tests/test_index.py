@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from facekit.database import Database
 from facekit.errors import DatabaseError, KeyRequiredError, LockedError
 from facekit.gallery import build_index
 from facekit.identify import Identifier, identify_paths
-from facekit.index import Database
 from facekit.pipeline import PipelineConfig
 
 CFG = PipelineConfig()
@@ -120,7 +120,7 @@ def test_kill_during_build_leaves_old_database(built, tmp_path, fr_examples):
     marker = tmp_path / "ready"
     script = f"""
 import os, time, pathlib
-from facekit.index import Database
+from facekit.database import Database
 orig = Database.commit.__func__
 def slow(cls, *a, **k):
     k["before_replace"] = lambda: (pathlib.Path({str(marker)!r}).write_text("x"), time.sleep(60))
@@ -196,7 +196,7 @@ def test_voyager_search_matches_exact_search(tmp_path):
     import numpy as np
     import pandas as pd
 
-    from facekit.index import FACE_COLUMNS, Person
+    from facekit.database import FACE_COLUMNS, Person
 
     rng = np.random.default_rng(1)
     n, people = 3000, 300

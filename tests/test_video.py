@@ -216,8 +216,8 @@ def world(tmp_path_factory: pytest.TempPathFactory):
         )
     tmp = tmp_path_factory.mktemp("video")
     db_path = build_db(tmp, lfw)
+    from facekit.database import Database
     from facekit.identify import Identifier
-    from facekit.index import Database
     from facekit.pipeline import Pipeline
 
     db = Database.open(db_path)

@@ -6,10 +6,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from facekit.database import Database
 from facekit.gallery import build_index
 from facekit.identify import identify_paths
 from facekit.imageio import iter_image_paths
-from facekit.index import Database
 from facekit.pipeline import PipelineConfig
 
 

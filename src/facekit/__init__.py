@@ -1,9 +1,9 @@
 """facekit: face recognition for photo and video libraries.
 
 The pipeline, one module per stage: :mod:`facekit.imageio` / :mod:`facekit.decode` (decode),
-:mod:`facekit.detect`, :mod:`facekit.align`, :mod:`facekit.embed`, :mod:`facekit.index`
-(database and search), :mod:`facekit.identify` and :mod:`facekit.aggregate`, and
-:mod:`facekit.render`. Importing ``facekit`` is cheap: models and heavy libraries load on
+:mod:`facekit.detect`, :mod:`facekit.align`, :mod:`facekit.embed`, :mod:`facekit.database`
+(generation store) and :mod:`facekit.index` (search), :mod:`facekit.identify` and
+:mod:`facekit.aggregate`, and :mod:`facekit.render`. Importing ``facekit`` is cheap: models and heavy libraries load on
 first use.
 
 Example:

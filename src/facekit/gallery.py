@@ -2,7 +2,7 @@
 
 Incremental and safe to run from cron: unchanged photos (same size and modification time,
 or same SHA-256) are not re-embedded; changed photos are; faces of deleted photos and people
-are removed. The whole update is one atomic commit (:meth:`facekit.index.Database.commit`).
+are removed. The whole update is one atomic commit (:meth:`facekit.database.Database.commit`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from .calibration import Calibration
+from .database import FACE_COLUMNS, FILE_COLUMNS, Database, Person
 from .errors import InputError, UsageError
-from .index import FACE_COLUMNS, FILE_COLUMNS, Database, Person
 from .types import ImageResult
 from .walk import iter_people
 

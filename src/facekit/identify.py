@@ -1,4 +1,4 @@
-"""Open-set identification of faces against a :class:`~facekit.index.Database`.
+"""Open-set identification of faces against a :class:`~facekit.database.Database`.
 
 For each face: per model, the k nearest gallery faces (Voyager, or exact search for small
 galleries); for every person reached by any model, the exact distance of each model to each
@@ -130,7 +130,7 @@ class Identifier:
     """Identify faces against a database.
 
     Args:
-        db: an open :class:`~facekit.index.Database`.
+        db: an open :class:`~facekit.database.Database`.
         top_k: candidates to report per face.
         min_confidence: name a face only at or above this confidence (default: the calibrated
             threshold, i.e. 50).

@@ -560,7 +560,7 @@ def analyse_video(
 
     Args:
         path: video file.
-        db: open :class:`~facekit.index.Database` (its calibration links unknown faces).
+        db: open :class:`~facekit.database.Database` (its calibration links unknown faces).
         pipeline: a :class:`~facekit.pipeline.Pipeline` built from ``db.config``.
         identifier: a :class:`~facekit.identify.Identifier` on ``db``.
         options: sampling and reporting options.

@@ -331,7 +331,7 @@ def cluster_cmd(
     with handle_errors():
         database = None
         if suggest_names:
-            from ..index import Database
+            from ..database import Database
 
             database = Database.open(db or default_db())
         if database is not None and not models and not detector:
@@ -539,8 +539,8 @@ def enroll_cmd(
     5 database error.
     """
     from ..cluster import read_cluster_file, write_cluster_file
+    from ..database import Database
     from ..facetable import FaceTable
-    from ..index import Database
 
     setup_logging(verbose, quiet)
     with handle_errors():

@@ -92,8 +92,8 @@ def identify_cmd(
     """
     setup_logging(verbose, quiet)
     with handle_errors():
+        from ..database import Database
         from ..identify import Identifier
-        from ..index import Database
         from ..models.registry import parse_model_list
         from ..pipeline import run_paths
 

@@ -93,7 +93,7 @@ def build_index_cmd(
             models, weights=parse_weights(weights), detector=detector, offline=offline
         )
         if models is None and not rebuild:
-            from ..index import Database
+            from ..database import Database
 
             if Database.exists(db_path):
                 try:

@@ -143,9 +143,9 @@ def video_cmd(
     with handle_errors():
         from dataclasses import replace
 
+        from ..database import Database
         from ..decode import iter_video_paths
         from ..identify import Identifier
-        from ..index import Database
         from ..pipeline import Pipeline
         from ..video import (
             PEOPLE_COLUMNS,
