@@ -129,10 +129,36 @@ def test_enroll_then_identify_round_trip(album: Path, lfw: Path, tmp_path: Path)
     )
     assert res.exit_code == 0, res.output
     assert "enrolled 2 faces" in res.output
+    # the same command again stores nothing twice (issue 10 item 3)
+    from facekit.database import Database
+
+    n_faces = Database.open("db").n_faces
+    res = runner.invoke(
+        app,
+        [
+            "enroll",
+            bill["id"],
+            "--name",
+            "Bill Clinton",
+            "--id",
+            "bill",
+            "-d",
+            "db",
+            "--clusters",
+            "c.json",
+            "--exclude",
+            f"{excluded}#0",
+        ],
+    )
+    assert res.exit_code == 0 and "enrolled 0 faces" in res.output, res.output
+    assert "2 already in the database" in res.output
+    assert Database.open("db").n_faces == n_faces
     saved = next(
         c for c in json.loads(Path("c.json").read_text())["clusters"] if c["id"] == bill["id"]
     )
     assert (saved["person"], saved["name"], saved["enrolled"]) == ("bill", "Bill Clinton", 2)
+    enrolled = Database.open("db").faces.query("origin == 'enrolled'")
+    assert len(enrolled) == 2 and all(isinstance(c, bytes) for c in enrolled.crop)
     probe = lfw / "Bill_Clinton" / "Bill_Clinton_0006.jpg"
     res = runner.invoke(app, ["identify", str(probe), "-d", "db", "-f", "json", "-q"])
     assert res.exit_code == 0, res.output

@@ -704,7 +704,47 @@ def test_extensions_are_lower_case_with_dot():
         IMAGE_EXTENSIONS
     )
     assert all(e.startswith(".") and e == e.lower() for e in IMAGE_EXTENSIONS)
-    assert ".heic" not in IMAGE_EXTENSIONS  # Pillow cannot open it without pillow-heif
+    # HEIC/HEIF (phones' default) is picked up exactly when pillow-heif can decode it
+    from facekit.imageio import _HEIF_AVAILABLE
+
+    assert (".heic" in IMAGE_EXTENSIONS) == _HEIF_AVAILABLE
+
+
+def _heic(path, src):
+    pytest.importorskip("pillow_heif", reason="HEIC support needs pillow-heif")
+    from PIL import Image
+
+    import facekit.imageio as fio
+
+    fio._register_heif()
+    Image.open(src).convert("RGB").save(path, format="HEIF", quality=90)
+    return path
+
+
+def test_heic_photo_decodes_and_is_walked(tmp_path, fr_examples):
+    """A real photo saved as HEIC (as phones do) is found by folder walks and decodes to the
+    same picture; before pillow-heif support it was skipped without a word."""
+    src = fr_examples / "obama.jpg"
+    (tmp_path / "album").mkdir()
+    heic = _heic(tmp_path / "album" / "IMG_0001.HEIC", src)
+    assert list(iter_image_paths([str(tmp_path / "album")])) == [str(heic)]
+    img = load_image(heic)
+    ref = load_image(src)
+    assert (img.width, img.height) == (ref.width, ref.height)
+    diff = np.abs(img.rgb.astype(int) - ref.rgb.astype(int)).mean()
+    assert diff < 6, diff
+
+
+def test_heic_without_plugin_is_reported_not_skipped(tmp_path, fr_examples, monkeypatch):
+    """Without pillow-heif a HEIC photo is still walked, and loading it says why it fails."""
+    import facekit.imageio as fio
+
+    heic = _heic(tmp_path / "IMG_0002.heic", fr_examples / "obama.jpg")
+    monkeypatch.setattr(fio, "_HEIF_AVAILABLE", False)
+    monkeypatch.setattr(fio, "IMAGE_EXTENSIONS", fio.IMAGE_EXTENSIONS - set(fio.HEIF_EXTENSIONS))
+    assert list(iter_image_paths([str(tmp_path)])) == [str(heic)]
+    with pytest.raises(InputError, match="HEIC/HEIF photo: install pillow-heif"):
+        load_image(heic)
 
 
 def test_iter_walks_folders_sorted_skipping_hidden(tmp_path):

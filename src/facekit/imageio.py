@@ -25,8 +25,9 @@ Decisions, and why:
 * **Multi-frame files** (GIF, TIFF, animated WebP, MPO camera JPEGs) give their first frame.
 * **Formats.** Only the formats in :data:`IMAGE_EXTENSIONS` are decoded, whatever the file
   is called (a WebP named ``.jpg`` loads). Formats that run external programs or are rarely
-  photos (EPS, PDF, PSD, ...) are refused as "cannot identify image file". HEIC/HEIF needs
-  the ``pillow-heif`` plugin, which facekit does not install, so it is not listed.
+  photos (EPS, PDF, PSD, ...) are refused as "cannot identify image file". HEIC/HEIF
+  (phones' default) decodes through the ``pillow-heif`` plugin, a dependency; without it
+  such files are reported by :func:`unsupported_reason`, never skipped silently.
 * **Decompression bombs.** The pixel count from the file header is checked against
   ``max_pixels`` (default :data:`MAX_PIXELS`) before any pixel data is decoded. Pillow has
   its own process-wide guard (``PIL.Image.MAX_IMAGE_PIXELS``, about 89 M pixels for a warning
@@ -48,6 +49,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import io
 import logging
 import os
@@ -64,6 +66,7 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError, features
 from .errors import InputError
 
 __all__ = [
+    "HEIF_EXTENSIONS",
     "IMAGE_EXTENSIONS",
     "MAX_PIXELS",
     "LoadedImage",
@@ -71,6 +74,7 @@ __all__ = [
     "iter_image_paths",
     "load_image",
     "load_image_bytes",
+    "unsupported_reason",
 ]
 
 log = logging.getLogger(__name__)
@@ -93,7 +97,48 @@ def _supported() -> tuple[frozenset[str], tuple[str, ...]]:
     if features.check_module("avif"):
         exts.add(".avif")
         formats.append("AVIF")
+    if _HEIF_AVAILABLE:
+        exts |= set(HEIF_EXTENSIONS)
+        formats.append("HEIF")
     return frozenset(exts), tuple(formats)
+
+
+#: Extensions of HEIC/HEIF photos (the default format of phone cameras). They decode through
+#: the ``pillow-heif`` plugin (a dependency of facekit); if it is missing they are reported as
+#: unsupported (see :func:`unsupported_reason`), never skipped silently.
+HEIF_EXTENSIONS = (".heic", ".heif", ".hif")
+_HEIF_AVAILABLE = importlib.util.find_spec("pillow_heif") is not None
+_heif_registered = False
+
+
+def _register_heif() -> None:
+    """Register pillow-heif's opener with Pillow once (about 40 ms), on the first decode."""
+    global _heif_registered, _HEIF_AVAILABLE
+    if _heif_registered or not _HEIF_AVAILABLE:
+        return
+    _heif_registered = True
+    try:
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
+    except Exception:  # a broken plugin install: HEIC files then fail one by one
+        log.warning("pillow-heif is installed but failed to load: HEIC/HEIF photos cannot be read")
+
+
+def unsupported_reason(name: str | os.PathLike[str]) -> str | None:
+    """Why a photo file (by its name) cannot be decoded here, or ``None``.
+
+    Used by folder walks so that photos in a known but unsupported format are reported as
+    skipped instead of being left out without a word.
+
+    Example:
+        >>> unsupported_reason("IMG_0001.HEIC")  # doctest: +SKIP
+        'HEIC/HEIF photo: install pillow-heif to read it'
+    """
+    ext = os.path.splitext(os.fspath(name))[1].lower()
+    if ext in HEIF_EXTENSIONS and not _HEIF_AVAILABLE:
+        return "HEIC/HEIF photo: install pillow-heif to read it (pip install pillow-heif)"
+    return None
 
 
 IMAGE_EXTENSIONS: frozenset[str]
@@ -200,6 +245,9 @@ def load_image(path: str | os.PathLike[str], *, max_pixels: int = MAX_PIXELS) ->
             raise InputError(f"{name}: not a regular file")
         if st.st_size == 0:
             raise InputError(f"{name}: file is empty")
+        reason = unsupported_reason(name)
+        if reason:
+            raise InputError(f"{name}: {reason}")
         with open(name, "rb") as fp:
             return _decode(fp, name, max_pixels)
     except OSError as exc:  # from stat() or open(); decoding errors are handled in _decode
@@ -232,6 +280,7 @@ def load_image_bytes(
 
 def _decode(fp: IO[bytes], name: str, max_pixels: int) -> LoadedImage:
     _check_global_flags(max_pixels)
+    _register_heif()
     try:
         with Image.open(fp, formats=_FORMATS) as im:
             w, h = im.size
@@ -357,7 +406,8 @@ def iter_image_paths(
       given, whatever its extension, so the loader reports a clean per-file error for it.
     * A directory is walked in sorted order (a directory's files before its
       subdirectories), yielding files whose extension is in :data:`IMAGE_EXTENSIONS`
-      (case-insensitive) and skipping hidden files and directories (names starting with
+      (case-insensitive), and photos in a known format that cannot be decoded here (HEIC
+      without pillow-heif: :func:`load_image` then reports them), and skipping hidden files and directories (names starting with
       ``.``). Symlinked directories are not followed; symlinked files are yielded.
       Unreadable subdirectories are skipped with a logged warning.
     * ``"-"`` reads newline-separated inputs from standard input (stripped, blank lines
@@ -396,7 +446,11 @@ def _expand(name: str, recursive: bool) -> Iterator[str]:
     for dirpath, dirnames, filenames in os.walk(name, onerror=onerror):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if recursive else []
         for f in sorted(filenames):
-            if not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS:
+            if f.startswith("."):
+                continue
+            if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS or unsupported_reason(f):
+                # photos in a format that cannot be decoded here are yielded too, so that the
+                # loader reports them (one line each) instead of leaving them out silently
                 yield os.path.join(dirpath, f)
 
 

@@ -438,64 +438,6 @@ def _excluded(source: str, whole: set[str]) -> bool:
     return any(source == w or source.startswith(w.rstrip("/\\") + os.sep) for w in whole)
 
 
-def _member_embeddings(members: list[dict[str, Any]], table: Any, models: list[str]) -> Any:
-    """Embeddings of ``members`` from a face table (matched by source, time and box IoU)."""
-    import numpy as np
-
-    from ..cluster import _iou
-
-    f = table.frame
-    rows = []
-    for m in members:
-        sub = f[f.source == m["source"]]
-        if "time" in sub.columns and m.get("time") is not None:
-            sub = sub[(sub.time - float(m["time"])).abs() < 0.01]
-        best, best_iou = None, 0.5
-        for idx, r in zip(sub.index, sub.itertuples(), strict=True):
-            iou = _iou(m["box"], (r.x, r.y, r.w, r.h))
-            if iou >= best_iou:
-                best, best_iou = idx, iou
-        if best is None:
-            return None
-        rows.append(best)
-    sel = table.embeddings()
-    pos = [f.index.get_loc(i) for i in rows]
-    if any(mm not in sel.vectors for mm in models):
-        return None
-    sub_emb = sel[np.array(pos, dtype=np.int64)]
-    from ..types import Embeddings
-
-    return Embeddings(
-        {mm: sub_emb.vectors[mm] for mm in models},
-        {mm: sub_emb.fingerprints.get(mm, "") for mm in models},
-    )
-
-
-def _reembed(members: list[dict[str, Any]], config: Any) -> Any:
-    """Re-detect and embed the members' photos; pick each member's face by box overlap."""
-    import numpy as np
-
-    from ..cluster import _iou
-    from ..pipeline import Pipeline
-    from ..types import Embeddings
-
-    pipe = Pipeline(config)
-    parts = []
-    for m in members:
-        if m.get("time") is not None:
-            raise InputError(
-                f"{m['source']}: video faces need the cluster's face table; re-run facekit cluster -o"
-            )
-        r = pipe.process_path(m["source"])
-        if r.error:
-            raise InputError(r.error)
-        ious = [_iou(m["box"], tuple(b)) for b in r.faces.xywh]
-        if not ious or max(ious) < 0.5:
-            raise InputError(f"{m['source']}: the face at {m['box']} is no longer found")
-        parts.append(r.embeddings[int(np.argmax(ious))])
-    return Embeddings.merge(parts)
-
-
 def enroll_cmd(
     cluster_id: Annotated[
         str,
@@ -535,11 +477,22 @@ def enroll_cmd(
 
     The cluster file records the person, so re-running `facekit cluster` keeps the name.
 
-    Exit codes: 0 enrolled; 1 no face left to enrol; 2 usage error; 3 input error;
-    5 database error.
+    Enrolling the same faces again stores them once (faces already in the database are
+    reported and skipped). A crop of each face is stored in the database, so that
+    `build-index --rebuild` can embed it again with other models.
+
+    Exit codes: 0 enrolled (or already enrolled); 1 no face left to enrol; 2 usage error;
+    3 input error; 5 database error.
     """
     from ..cluster import read_cluster_file, write_cluster_file
     from ..database import Database
+    from ..enroll import (
+        crop_for_member,
+        enroll_faces,
+        member_box,
+        members_from_table,
+        members_reembedded,
+    )
     from ..facetable import FaceTable
 
     setup_logging(verbose, quiet)
@@ -563,24 +516,37 @@ def enroll_cmd(
             if not quiet:
                 warn_line(f"{cluster_id}: every face is excluded; nothing enrolled")
             raise typer.Exit(1)
-        database = Database.open(db or default_db())
+        db_path = db or default_db()
+        database = Database.open(db_path)
         models = list(database.models)
-        emb = None
+        found = None
         fp = faces_path(clusters)
         if fp.exists():
-            emb = _member_embeddings(members, FaceTable.read(fp), models)
-        if emb is None:
+            found = members_from_table(members, FaceTable.read(fp), models)
+        if found is None:
             if not quiet:
                 warn_line(f"{fp}: embeddings not usable for this database; re-embedding the photos")
-            emb = _reembed(members, database.config)
-        import numpy as np
-
-        boxes = np.array([m["box"] for m in members], float)
-        sources = [
-            m["source"] if m.get("time") is None else f"{m['source']}@{float(m['time']):.2f}"
-            for m in members
-        ]
-        added = database.enroll(person_id, name, emb, sources, boxes)
+            found = members_reembedded(members, database.config)
+        emb, landmarks = found
+        # a crop of each face is stored, so that later rebuilds can embed it again
+        faces = []
+        for m, lm in zip(members, landmarks, strict=True):
+            t = m.get("time")
+            frame = None if t is None else _video_frame(m["source"], float(t))
+            faces.append(
+                crop_for_member(
+                    m["source"],
+                    member_box(m),
+                    lm,
+                    time=None if t is None else float(t),
+                    frame=frame,
+                )
+            )
+        result = enroll_faces(db_path, person_id, name, emb, faces)
+        added = result.added
+        for what, why in result.skipped:
+            if not quiet:
+                warn_line(f"{what}: {why}")
         cluster["person"] = person_id
         cluster["name"] = name if name is not None else cluster.get("name")
         cluster["enrolled"] = int(cluster.get("enrolled", 0)) + int(added)
@@ -588,9 +554,13 @@ def enroll_cmd(
             cluster["excluded"] = sorted(set(cluster.get("excluded", [])) | set(exclude))
         write_cluster_file(clusters, doc)
         if not quiet:
+            already = f"; {len(result.skipped)} already in the database" if result.skipped else ""
             stderr().print(
                 f"enrolled {added} faces of {cluster_id} as {person_id}"
-                + (f" ({name})" if name else ""),
+                + (f" ({name})" if name else "")
+                + already,
                 highlight=False,
+                markup=False,
             )
-        raise typer.Exit(0 if added else 1)
+        # the same enrolment twice is not an error: the faces are there
+        raise typer.Exit(0 if added or result.skipped else 1)

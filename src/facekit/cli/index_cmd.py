@@ -25,6 +25,7 @@ from .common import (
     parse_weights,
     setup_logging,
     stderr,
+    track,
     warn_line,
 )
 from .runner import build_config
@@ -44,23 +45,46 @@ def build_index_cmd(
     detector: DetectorOpt = None,
     upsample: UpsampleOpt = None,
     storage: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--storage",
-            help="Index storage: float32 or e4m3 (3.4x smaller at 512-d, ~1.7x slower queries).",
+            help="Index storage: float32 or e4m3 (3.4x smaller at 512-d, ~1.7x slower queries). "
+            "Default: the database's, else float32.",
+            show_default=False,
         ),
-    ] = "float32",
+    ] = None,
     encrypt: Annotated[
-        bool,
+        bool | None,
         typer.Option(
             "--encrypt",
-            help="Store the tables that name people in an AES-256 zip; key from $FACEKIT_KEY.",
+            help="Store the tables that name people in an AES-256 zip; key from $FACEKIT_KEY. "
+            "An encrypted database stays encrypted on later runs.",
+            show_default=False,
         ),
-    ] = False,
+    ] = None,
     rebuild: Annotated[
         bool,
         typer.Option(
-            "--rebuild", help="Re-embed every photo (needed to change models or encryption)."
+            "--rebuild",
+            help="Re-embed every photo (needed to change models, detector, upsampling or "
+            "encryption). Enrolled faces are kept (re-embedded from their stored crops).",
+        ),
+    ] = False,
+    recursive: Annotated[
+        bool | None,
+        typer.Option(
+            "--recursive/--no-recursive",
+            help="Also enrol photos in folders nested inside a person folder, under that "
+            "person. Default: the database's setting, else no (nested folders are reported).",
+            show_default=False,
+        ),
+    ] = None,
+    allow_mass_removal: Annotated[
+        bool,
+        typer.Option(
+            "--allow-mass-removal",
+            help="Allow a run that removes more than half of the people or faces, or all of "
+            "them (refused by default: an empty or unmounted people folder).",
         ),
     ] = False,
     fmt: FormatOpt = None,
@@ -71,44 +95,43 @@ def build_index_cmd(
 ) -> None:
     """Build or update the database of known people from a folder of photos.
 
-    Each subfolder of PEOPLE_DIR is one person; an optional people.json or people.csv maps
-    ids to names and extra fields. Re-running adds new photos, re-embeds changed ones and
-    removes deleted ones; unchanged photos are not re-embedded. Writes are atomic and locked.
+    Each subfolder of PEOPLE_DIR is one person (PEOPLE_DIR/<id>/*.jpg); an optional
+    people.json or people.csv maps ids to names and extra fields. Re-running adds new photos,
+    re-embeds changed ones and removes deleted ones; unchanged photos are not re-embedded.
+    Options not given keep the database's settings. Photos that cannot be read keep their
+    stored faces; faces added with `facekit enroll` are kept by every run. Writes are atomic
+    and locked.
 
     Example:
 
         facekit build-index ./people -d faces.db --models dlib,mobilefacenet
 
-    Exit codes: 0 built; 1 no face enrolled; 3 some photos unreadable (the rest is stored);
-    4 model error; 5 database error (locked, wrong key).
+    Exit codes: 0 built; 1 no face enrolled; 2 usage error (wrong folder layout, changed
+    settings without --rebuild, or a mass removal refused); 3 some photos unreadable (the rest
+    is stored) or a bad people.json/csv; 4 model error; 5 database error (locked, wrong key).
     """
     setup_logging(verbose, quiet)
     with handle_errors():
-        from ..gallery import build_index
+        from ..gallery import build_index, stored_settings
 
-        if storage not in ("float32", "e4m3"):
+        if storage is not None and storage not in ("float32", "e4m3"):
             raise typer.BadParameter("--storage must be float32 or e4m3")
         db_path = db or default_db()
+        # options not given keep the database's settings (cron re-runs need no options)
+        kept = stored_settings(db_path) or {}
+        same_models = models is None or not kept
         config = build_config(
-            models, weights=parse_weights(weights), detector=detector, offline=offline
+            models or (",".join(kept["models"]) if kept else None),
+            weights=parse_weights(weights)
+            if weights is not None
+            else (kept.get("weights") if same_models else None),
+            detector=detector or kept.get("detector"),
+            upsample=upsample if upsample is not None else kept.get("upsample", 0),
+            max_side=kept.get("max_side", 1600),
+            flip=kept.get("flip"),
+            offline=offline,
         )
-        if models is None and not rebuild:
-            from ..database import Database
-
-            if Database.exists(db_path):
-                try:
-                    old = Database.open(db_path)
-                    config = build_config(
-                        ",".join(old.models),
-                        weights=tuple(old.calibration.weights.values()),
-                        detector=detector or old.config.detector,
-                        upsample=old.config.upsample if upsample is None else upsample,
-                        offline=offline,
-                    )
-                except Exception:  # let build_index report the real problem
-                    pass
         bars = DownloadBars(quiet)
-        progress_state: dict[str, object] = {}
         try:
             report = build_index(
                 people_dir,
@@ -119,21 +142,24 @@ def build_index_cmd(
                 workers=workers,
                 progress=bars,
                 rebuild=rebuild,
-                on_result=_progress_cb(progress_state, quiet),
+                recursive=recursive,
+                allow_mass_removal=allow_mass_removal,
+                wrap=lambda stream, total: track(stream, total, "embedding gallery", quiet),
             )
         finally:
             bars.close()
-            p = progress_state.get("bar")
-            if p is not None:
-                p.stop()  # type: ignore[attr-defined]
         rec = report.to_record()
+        for e in report.errors:  # errors stay visible under -q
+            warn_line(e)
         if not quiet:
-            for e in report.errors:
-                warn_line(e)
+            for path, why in report.skipped:
+                warn_line(f"{path}: skipped ({why})")
             for s in report.no_face:
                 warn_line(f"{s}: no face found; not enrolled")
             for s, n in report.several_faces:
                 warn_line(f"{s}: {n} faces; enrolled the largest, most central one")
+            for src, why in report.enrolled_lost:
+                warn_line(f"{src}: enrolled face not kept ({why})")
             cal = report.calibration
             if cal is not None:
                 how = (
@@ -150,11 +176,29 @@ def build_index_cmd(
                 stderr().print(
                     f"calibration: threshold {cal.threshold:.2f} ({how}){extra}", highlight=False
                 )
+            removed = f"{report.removed} removed"
+            if report.removed or report.faces_removed:
+                removed += (
+                    f" ({report.faces_removed} faces"
+                    + (f", {len(report.people_removed)} people" if report.people_removed else "")
+                    + ")"
+                )
+            enrolled = ""
+            if report.enrolled_kept or report.enrolled_lost:
+                enrolled = f"; enrolled faces: {report.enrolled_kept} kept" + (
+                    f" ({report.enrolled_reembedded} re-embedded)"
+                    if report.enrolled_reembedded
+                    else ""
+                )
+                if report.enrolled_lost:
+                    enrolled += f", {len(report.enrolled_lost)} could not be kept"
             stderr().print(
                 f"done: {report.persons} people, {report.faces} faces in {db_path} "
-                f"({report.added} added, {report.updated} updated, {report.removed} removed, {report.unchanged} unchanged, "
-                f"{len(report.no_face)} without a face, {len(report.errors)} errors)",
+                f"(photos: {report.added} added, {report.updated} updated, {removed}, "
+                f"{report.unchanged} unchanged, {len(report.no_face)} without a face, "
+                f"{len(report.skipped)} skipped, {len(report.errors)} errors{enrolled})",
                 highlight=False,
+                markup=False,
             )
         if fmt is not None:
             r = Renderer(fmt, wrap=lambda recs: recs[0])
@@ -163,27 +207,3 @@ def build_index_cmd(
         if report.errors:
             raise typer.Exit(3)
         raise typer.Exit(0 if report.faces else 1)
-
-
-def _progress_cb(state: dict[str, object], quiet: bool):  # type: ignore[no-untyped-def]
-    if quiet:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    def cb(result: object) -> None:
-        bar = state.get("bar")
-        if bar is None:
-            bar = Progress(
-                TextColumn("embedding gallery"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=stderr(),
-                transient=True,
-            )
-            bar.start()
-            state["bar"] = bar
-            state["task"] = bar.add_task("embed", total=None)
-        bar.advance(state["task"])  # type: ignore[attr-defined]
-
-    return cb
