@@ -12,6 +12,7 @@ code  meaning
 3     input error: at least one input file could not be read or decoded
 4     model error: a model is missing, unverifiable or failed to load
 5     database error: missing/corrupt database, locked, or wrong/missing key
+6     engine error: the Ray cluster cannot be reached or its workers cannot run facekit
 130   interrupted (Ctrl-C)
 ====  ===================================================================
 """
@@ -63,3 +64,9 @@ class UsageError(FacekitError):
     """Options that are valid on their own but not together."""
 
     exit_code = 2
+
+
+class EngineError(FacekitError):
+    """The distributed engine failed: cluster unreachable, or its workers cannot run facekit."""
+
+    exit_code = 6

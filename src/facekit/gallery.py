@@ -218,6 +218,7 @@ def build_index(
     rebuild: bool = False,
     recursive: bool | None = None,
     allow_mass_removal: bool = False,
+    engine: Any = None,
 ) -> BuildReport:
     """Build or update the database at ``db_path`` from ``people_dir``.
 
@@ -241,6 +242,7 @@ def build_index(
         recursive: enrol photos of folders nested in a person folder under that person
             (``None``: keep the database's setting, else no).
         allow_mass_removal: allow a run that removes most (or all) of the database.
+        engine: a :class:`~facekit.engine.Engine` to embed on (default: local workers).
 
     Returns:
         a :class:`BuildReport`.
@@ -294,7 +296,7 @@ def build_index(
         plan = _scan(people_dir, recursive, old, compatible and not rebuild, compatible, report)
         _check_removals(plan, old, db_path, people_dir, allow_mass_removal, report)
         new_rows, new_vecs, file_rows = _embed(
-            plan, config, workers, progress, on_result, wrap, report
+            plan, config, workers, progress, on_result, wrap, report, engine
         )
         faces, vectors = _assemble(
             plan, old, compatible, config, new_rows, new_vecs, report, rebuild
@@ -512,6 +514,7 @@ def _embed(
     on_result: Any,
     wrap: Wrap | None,
     report: BuildReport,
+    engine: Any = None,
 ) -> tuple[list[dict[str, Any]], dict[str, list[np.ndarray]], list[dict[str, Any]]]:
     from .pipeline import run_paths
 
@@ -519,7 +522,7 @@ def _embed(
     new_vecs: dict[str, list[np.ndarray]] = {m: [] for m in config.models}
     file_rows: list[dict[str, Any]] = []
     stream: Iterable[ImageResult] = run_paths(
-        config, [t[2] for t in plan.todo], workers=workers, progress=progress
+        config, [t[2] for t in plan.todo], workers=workers, progress=progress, engine=engine
     )
     if wrap is not None:
         stream = wrap(stream, len(plan.todo))

@@ -229,10 +229,11 @@ def identify_paths(
     min_confidence: float | None = None,
     workers: int | None = None,
     progress: Any = None,
+    engine: Any = None,
 ) -> Any:
     """Identify every face in each photo; yields :class:`PhotoMatches` in input order."""
     from .pipeline import run_paths
 
     ident = Identifier(db, top_k=top_k, min_confidence=min_confidence)
-    for result in run_paths(db.config, paths, workers=workers, progress=progress):
+    for result in run_paths(db.config, paths, workers=workers, progress=progress, engine=engine):
         yield ident.match_result(result)

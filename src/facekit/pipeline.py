@@ -179,6 +179,7 @@ def run_paths(
     workers: int | None = None,
     pipeline: Pipeline | None = None,
     progress: Any = None,
+    engine: Any = None,
 ) -> Iterator[ImageResult]:
     """Process files through the pipeline, yielding one :class:`ImageResult` per path, in order.
 
@@ -188,8 +189,12 @@ def run_paths(
         workers: worker processes (default: :func:`default_workers`); 1 runs in this process.
         pipeline: an already-loaded pipeline for in-process work.
         progress: download progress callback used if a model must be fetched first.
+        engine: a :class:`~facekit.engine.Engine` other than local (e.g. Ray) to run on.
     """
     paths = list(paths)
+    if engine is not None and engine.name != "local":
+        yield from engine.map_paths(config, paths, progress=progress)
+        return
     workers = default_workers() if workers is None else max(1, workers)
     if workers == 1 or len(paths) < POOL_MIN_FILES:
         pipe = pipeline or Pipeline(config, progress)
@@ -226,6 +231,7 @@ def embed_incremental(
     force: bool = False,
     workers: int | None = None,
     progress: Any = None,
+    engine: Any = None,
 ) -> Iterator[tuple[ImageResult, bool]]:
     """Like :func:`run_paths`, but reuse ``previous`` (a :class:`~facekit.facetable.FaceTable`)
     for files whose SHA-256 is unchanged.
@@ -248,7 +254,7 @@ def embed_incremental(
             except Exception:  # unreadable now: let the pipeline report it
                 continue
     todo = [p for p in paths if p not in reuse]
-    fresh = run_paths(config, todo, workers=workers, progress=progress)
+    fresh = run_paths(config, todo, workers=workers, progress=progress, engine=engine)
     for p in paths:
         if p in reuse:
             yield result_from_rows(previous, p), True

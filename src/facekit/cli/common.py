@@ -78,6 +78,22 @@ WorkersOpt = Annotated[
         "--workers", "-j", min=1, help="Worker processes. Default: one per core ($FACEKIT_WORKERS)."
     ),
 ]
+EngineOpt = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        metavar="local|ray",
+        help="Where detection and embedding run: local (worker processes here) or ray (a Ray cluster; pip install 'facekit-cli[ray]').",
+    ),
+]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        metavar="ADDR",
+        help="Ray cluster to use with --engine ray. Default: $RAY_ADDRESS, else a local Ray instance for this run.",
+    ),
+]
 MinConfidenceOpt = Annotated[
     float | None,
     typer.Option(
@@ -264,3 +280,15 @@ def parse_weights(text: str | None) -> tuple[float, ...] | None:
         raise typer.BadParameter(
             f"--weights must be numbers separated by commas, got {text!r}"
         ) from None
+
+
+@contextmanager
+def engine_scope(name: str, address: str | None, workers: int | None) -> Iterator[Any]:
+    """The :class:`~facekit.engine.Engine` named by ``--engine``, closed (local Ray stopped) on exit."""
+    from ..engine import get_engine
+
+    engine = get_engine(name, address=address, workers=workers)
+    try:
+        yield engine
+    finally:
+        engine.close()

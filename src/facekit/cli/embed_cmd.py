@@ -11,6 +11,9 @@ import typer
 from .common import (
     DetectorOpt,
     DownloadBars,
+    EngineOpt,
+    RayAddressOpt,
+    engine_scope,
     FormatOpt,
     MaxSideOpt,
     ModelsOpt,
@@ -69,6 +72,8 @@ def embed_cmd(
         bool, typer.Option("--force", help="Re-embed every file even if unchanged.")
     ] = False,
     workers: WorkersOpt = None,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
     offline: OfflineOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = 0,
@@ -105,18 +110,20 @@ def embed_cmd(
             output = Path("faces.parquet")
         bars = DownloadBars(quiet)
         try:
-            summary = embed_inputs(
-                paths,
-                config,
-                output=output,
-                fmt=fmt,
-                sidecar=sidecar,
-                force=force,
-                workers=workers,
-                quiet=quiet,
-                progress=bars,
-                stdin=sys.stdin,
-            )
+            with engine_scope(engine, ray_address, workers) as eng:
+                summary = embed_inputs(
+                    paths,
+                    config,
+                    output=output,
+                    fmt=fmt,
+                    sidecar=sidecar,
+                    force=force,
+                    workers=workers,
+                    quiet=quiet,
+                    progress=bars,
+                    stdin=sys.stdin,
+                    engine=eng,
+                )
         finally:
             bars.close()
         if not quiet:

@@ -12,15 +12,18 @@ from .common import (
     DbOpt,
     DetectorOpt,
     DownloadBars,
+    EngineOpt,
     FormatOpt,
     ModelsOpt,
     OfflineOpt,
     QuietOpt,
+    RayAddressOpt,
     UpsampleOpt,
     VerboseOpt,
     WeightsOpt,
     WorkersOpt,
     default_db,
+    engine_scope,
     handle_errors,
     parse_weights,
     setup_logging,
@@ -89,6 +92,8 @@ def build_index_cmd(
     ] = False,
     fmt: FormatOpt = None,
     workers: WorkersOpt = None,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
     offline: OfflineOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = 0,
@@ -133,19 +138,21 @@ def build_index_cmd(
         )
         bars = DownloadBars(quiet)
         try:
-            report = build_index(
-                people_dir,
-                db_path,
-                config,
-                storage=storage,
-                encrypt=encrypt,
-                workers=workers,
-                progress=bars,
-                rebuild=rebuild,
-                recursive=recursive,
-                allow_mass_removal=allow_mass_removal,
-                wrap=lambda stream, total: track(stream, total, "embedding gallery", quiet),
-            )
+            with engine_scope(engine, ray_address, workers) as eng:
+                report = build_index(
+                    people_dir,
+                    db_path,
+                    config,
+                    storage=storage,
+                    encrypt=encrypt,
+                    workers=workers,
+                    progress=bars,
+                    rebuild=rebuild,
+                    recursive=recursive,
+                    allow_mass_removal=allow_mass_removal,
+                    wrap=lambda stream, total: track(stream, total, "embedding gallery", quiet),
+                    engine=eng,
+                )
         finally:
             bars.close()
         rec = report.to_record()

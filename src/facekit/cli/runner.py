@@ -113,6 +113,7 @@ def embed_inputs(
     quiet: bool,
     progress: Any,
     stdin: IO[str] | None,
+    engine: Any = None,
 ) -> Summary:
     """Run ``facekit embed``: returns the summary; writes table / sidecars / stdout records."""
     from ..facetable import FaceTable, face_rows, record_for, write_atomic
@@ -138,7 +139,7 @@ def embed_inputs(
     summary = Summary()
     results = []
     stream = embed_incremental(
-        config, files, previous, force=force, workers=workers, progress=progress
+        config, files, previous, force=force, workers=workers, progress=progress, engine=engine
     )
     for result, reused in track(stream, len(files), "embedding", quiet):
         summary.add(result, reused)

@@ -1,0 +1,234 @@
+"""``--engine ray`` on a real two-node local Ray cluster gives the same results as a local run.
+
+The cluster is started with ``ray start --head`` plus a second node joined with
+``ray start --address`` (one CPU each), and stopped at the end. Skipped when the ``ray``
+extra is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ray", reason="the ray extra is not installed: pip install 'facekit-cli[ray]'")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _ray_bin() -> str:
+    exe = Path(sys.executable).parent / "ray"
+    return str(exe) if exe.exists() else "ray"
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT / "src"), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])]
+    )
+    env.pop("RAY_ADDRESS", None)
+    env["RAY_USAGE_STATS_ENABLED"] = "0"
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory):
+    """Address of a local two-node Ray cluster (head + one joined node, 1 CPU each)."""
+    home = tmp_path_factory.mktemp("ray-node-home")  # the nodes' own FACEKIT_HOME
+    env = _env(FACEKIT_HOME=str(home))
+    for var in ("FACEKIT_MODEL_MIRROR", "FACEKIT_OFFLINE"):
+        env.pop(var, None)
+    port = _free_port()
+    # 127.0.0.2: Ray replaces 127.0.0.1 / localhost by the machine's network address, any
+    # other loopback address is kept, so every node and connection stays on loopback.
+    address = f"127.0.0.2:{port}"
+    env["RAY_AUTH_MODE"] = "token"  # as Ray's default for `ray start --head`, with our token
+    env["RAY_AUTH_TOKEN"] = secrets.token_hex(16)
+    os.environ["RAY_AUTH_TOKEN"] = env["RAY_AUTH_TOKEN"]
+    os.environ["RAY_AUTH_MODE"] = "token"
+    ray = _ray_bin()
+    common = ["--num-cpus=1", "--disable-usage-stats", "--node-ip-address=127.0.0.2"]
+    subprocess.run([ray, "stop", "--force"], env=env, capture_output=True)
+    try:
+        subprocess.run(
+            [ray, "start", "--head", f"--port={port}", "--include-dashboard=false", *common],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=180,
+        )
+        subprocess.run(
+            [ray, "start", f"--address={address}", *common],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=180,
+        )
+        yield address
+    finally:
+        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        os.environ.pop("RAY_AUTH_TOKEN", None)
+        os.environ.pop("RAY_AUTH_MODE", None)
+
+
+def facekit(*args: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "facekit", *args],
+        env=_env(**env),
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
+    )
+
+
+@pytest.fixture
+def album(lfw, tmp_path):
+    """Photos of three lfw-dev people (30 photos) and one corrupt file."""
+    folder = tmp_path / "album"
+    folder.mkdir()
+    for person in sorted(p for p in lfw.iterdir() if p.is_dir())[:3]:
+        for photo in sorted(person.glob("*.jpg")):
+            shutil.copy(photo, folder / photo.name)
+    (folder / "zz_broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    return folder
+
+
+def _read(path: Path):
+    import pandas as pd
+
+    return pd.read_parquet(path).sort_values(["source", "face"]).reset_index(drop=True)
+
+
+def test_embed_on_ray_cluster_matches_local(ray_cluster, album, tmp_path):
+    local = facekit("embed", "album", "-o", "local.parquet", cwd=tmp_path)
+    remote = facekit(
+        "embed",
+        "album",
+        "-o",
+        "ray.parquet",
+        "--engine",
+        "ray",
+        "--ray-address",
+        ray_cluster,
+        cwd=tmp_path,
+    )
+    # same exit code (3: one unreadable file), same one-line error, nothing else on stderr
+    assert local.returncode == remote.returncode == 3, remote.stderr
+    err = [ln for ln in remote.stderr.splitlines() if "zz_broken.jpg" in ln]
+    assert err and err == [ln for ln in local.stderr.splitlines() if "zz_broken.jpg" in ln]
+    assert "Traceback" not in remote.stderr
+    assert remote.stdout == ""
+    a, b = _read(tmp_path / "local.parquet"), _read(tmp_path / "ray.parquet")
+    assert len(a) == len(b) >= 30
+    assert list(a.source) == list(b.source)
+    np.testing.assert_array_equal(
+        a[["x", "y", "w", "h"]].to_numpy(), b[["x", "y", "w", "h"]].to_numpy()
+    )
+    ea, eb = np.stack(a["emb_dlib"].to_numpy()), np.stack(b["emb_dlib"].to_numpy())
+    np.testing.assert_allclose(ea, eb, atol=1e-5)
+
+
+def test_build_index_and_identify_on_ray_match_local(ray_cluster, fr_examples, tmp_path):
+    train = fr_examples / "knn_examples" / "train"
+    probe = fr_examples / "two_people.jpg"
+    out = {}
+    for name, extra in (("local", []), ("ray", ["--engine", "ray", "--ray-address", ray_cluster])):
+        r = facekit("build-index", str(train), "-d", f"{name}.db", "-q", *extra, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        r = facekit("identify", str(probe), "-d", f"{name}.db", "--format", "json", cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        out[name] = json.loads(r.stdout)
+    assert out["local"] == out["ray"]
+    names = {f["identity"]["person"] for rec in out["ray"] for f in rec["faces"] if f["identity"]}
+    assert {"biden", "obama"} <= names
+
+
+def test_a_node_without_the_model_gives_the_one_line_model_error(ray_cluster, album, tmp_path):
+    # The nodes have no mirror and no mobilefacenet in their FACEKIT_HOME.
+    r = facekit(
+        "embed",
+        "album",
+        "-o",
+        "x.parquet",
+        "--models",
+        "mobilefacenet",
+        "--engine",
+        "ray",
+        "--ray-address",
+        ray_cluster,
+        cwd=tmp_path,
+    )
+    assert r.returncode == 4, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "mobilefacenet" in lines[0], r.stderr
+    assert not (tmp_path / "x.parquet").exists()
+
+
+def test_ray_address_without_ray_engine_is_a_usage_error(tmp_path):
+    r = facekit("embed", str(tmp_path), "--ray-address", "127.0.0.1:1")
+    assert r.returncode == 2 and "--engine ray" in r.stderr
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_retried(ray_cluster, lfw, tmp_path):
+    """SIGKILL one pipeline actor mid-run: Ray restarts it and the output is still complete."""
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for person in sorted(p for p in lfw.iterdir() if p.is_dir())[:8]:
+        for photo in sorted(person.glob("*.jpg")):
+            shutil.copy(photo, folder / photo.name)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "facekit",
+            "embed",
+            "many",
+            "-o",
+            "ray.parquet",
+            "-q",
+            "--engine",
+            "ray",
+            "--ray-address",
+            ray_cluster,
+        ],
+        env=_env(),
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    killed = None
+    deadline = time.time() + 240
+    while killed is None and time.time() < deadline and proc.poll() is None:
+        ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+        actors = [int(ln.split()[0]) for ln in ps.splitlines() if "PipelineActor" in ln]
+        if actors:
+            time.sleep(3)  # let it get some work done first
+            os.kill(actors[0], signal.SIGKILL)
+            killed = actors[0]
+        time.sleep(0.5)
+    _, err = proc.communicate(timeout=600)
+    assert killed is not None, "no pipeline actor process was seen"
+    assert proc.returncode == 0, err
+    local = facekit("embed", "many", "-o", "local.parquet", "-q", cwd=tmp_path)
+    assert local.returncode == 0
+    a, b = _read(tmp_path / "local.parquet"), _read(tmp_path / "ray.parquet")
+    assert list(a.source) == list(b.source) and len(a) >= 80
