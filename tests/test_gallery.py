@@ -358,3 +358,41 @@ def test_summary_line_counts(base, tmp_path):
     (people / "people.json").write_text(json.dumps({"obama": 5}))
     r = runner.invoke(app, ["build-index", str(people), "-d", str(db), "-j", "1"])
     assert r.exit_code == 3 and "people.json" in r.output
+
+
+# ----------------------------------------------------------------------------- issue 9
+def test_build_from_embeddings_matches_a_photo_build(base, tmp_path, fr_examples):
+    """`--from-embeddings` turns an embed table into the same database as embedding the
+    people folder; a re-run is all unchanged; a table without a person removes it."""
+    people = _people(fr_examples, tmp_path / "people")
+    (people / "people.json").write_text(json.dumps({"obama": "Barack Obama"}))
+    table = tmp_path / "faces.parquet"
+    r = runner.invoke(app, ["embed", str(people), "-o", str(table), "-q", "-j", "1"])
+    assert r.exit_code == 0, r.output
+    db = tmp_path / "db"
+    args = ["build-index", str(people), "--from-embeddings", str(table), "-d", str(db), "-q"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    d = Database.open(db)
+    ref = Database.open(base[1])
+    assert set(d.persons) == set(ref.persons) - {"carlos"}
+    assert d.persons["obama"].name == "Barack Obama" and d.n_faces == 9
+    by_src = dict(zip(ref.faces.source, ref.vectors["dlib"], strict=True))
+    for src, vec in zip(d.faces.source, d.vectors["dlib"], strict=True):
+        rel = os.path.relpath(src, people)
+        assert float(1 - vec @ by_src[rel]) < 1e-4, src
+    from facekit.gallery_table import build_from_embeddings
+
+    again = build_from_embeddings(table, db)
+    assert again.unchanged == 9 and again.added == again.removed == 0
+    shutil.rmtree(people / "rose_leslie")
+    r = runner.invoke(app, ["embed", str(people), "-o", str(tmp_path / "t2.parquet"), "-q"])
+    assert r.exit_code == 0, r.output
+    third = build_from_embeddings(tmp_path / "t2.parquet", db)
+    assert (
+        third.removed == 2 and third.faces_removed == 2 and third.people_removed == ["rose_leslie"]
+    )
+    r = runner.invoke(
+        app, ["build-index", "--from-embeddings", str(table), "-d", str(db), "-m", "dlib"]
+    )
+    assert r.exit_code == 2 and "table's models" in r.output

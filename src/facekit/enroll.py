@@ -346,11 +346,12 @@ def reembed_enrolled(rows: Any, config: Any, *, pipeline: Any = None) -> Reembed
     from .imageio import load_image
     from .pipeline import Pipeline
 
-    out = Reembedded([], {m: [] for m in config.models})  # type: ignore[dict-item]
+    out = Reembedded([], {m: np.zeros((0, 0), np.float32) for m in config.models})
     if rows is None or not len(rows):
-        out.vectors = {m: np.zeros((0, 0), np.float32) for m in config.models}
         return out
     pipe = pipeline or Pipeline(config)
+    ensemble = pipe.ensemble
+    assert ensemble is not None, "re-embedding needs a pipeline with recognisers"
     cols = set(rows.columns)
     parts: list[Embeddings] = []
     for pos, r in enumerate(rows.itertuples(index=False)):
@@ -360,15 +361,20 @@ def reembed_enrolled(rows: Any, config: Any, *, pipeline: Any = None) -> Reembed
         try:
             if isinstance(crop, (bytes, bytearray)) and len(crop):
                 rgb = _decode_crop(bytes(crop))
-                cbox = np.asarray(r.crop_box, np.float32).reshape(4)
+                x, y, w, h = (float(v) for v in np.asarray(r.crop_box, np.float32).reshape(4))
                 lms = getattr(r, "crop_landmarks", None)
+                faces: Faces | None
                 if lms is not None and len(lms) == 10:
-                    x, y, w, h = cbox
-                    faces = Faces([[x, y, x + w, y + h]], [1.0], np.asarray(lms).reshape(1, 5, 2))
+                    faces = Faces(
+                        np.array([[x, y, x + w, y + h]], np.float32),
+                        np.ones(1, np.float32),
+                        np.asarray(lms, np.float32).reshape(1, 5, 2),
+                    )
                 else:
-                    faces = _match(detect_image(pipe.detector, rgb, config.max_side), cbox)
-                    if faces is None:
-                        raise InputError(f"{src}: the face is not found in its stored crop")
+                    found = detect_image(pipe.detector, rgb, config.max_side)
+                    faces = _match(found, (x, y, w, h))
+                if faces is None:
+                    raise InputError(f"{src}: the face is not found in its stored crop")
                 out.from_crop += 1
             else:
                 path, sep, t = src.rpartition("@")
@@ -386,7 +392,7 @@ def reembed_enrolled(rows: Any, config: Any, *, pipeline: Any = None) -> Reembed
                 if faces is None:
                     raise InputError(f"{src}: the enrolled face at {list(box)} is no longer found")
                 out.from_photo += 1
-            parts.append(pipe.ensemble.embed(rgb, faces))
+            parts.append(ensemble.embed(rgb, faces))
             out.kept.append(pos)
         except InputError as exc:
             msg = str(exc)
@@ -508,6 +514,7 @@ def members_reembedded(
         found = _match(r.faces, box)
         if found is None:
             raise InputError(f"{m['source']}: the face at {list(box)} is no longer found")
+        assert pipe.ensemble is not None
         parts.append(pipe.ensemble.embed(_load_rgb(m["source"]), found))
         lms.append(found.landmarks[0])
     return Embeddings.merge(parts), lms

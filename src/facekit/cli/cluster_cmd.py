@@ -529,11 +529,11 @@ def enroll_cmd(
             found = members_reembedded(members, database.config)
         emb, landmarks = found
         # a crop of each face is stored, so that later rebuilds can embed it again
-        faces = []
+        to_enroll = []
         for m, lm in zip(members, landmarks, strict=True):
             t = m.get("time")
             frame = None if t is None else _video_frame(m["source"], float(t))
-            faces.append(
+            to_enroll.append(
                 crop_for_member(
                     m["source"],
                     member_box(m),
@@ -542,7 +542,7 @@ def enroll_cmd(
                     frame=frame,
                 )
             )
-        result = enroll_faces(db_path, person_id, name, emb, faces)
+        result = enroll_faces(db_path, person_id, name, emb, to_enroll)
         added = result.added
         for what, why in result.skipped:
             if not quiet:

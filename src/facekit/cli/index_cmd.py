@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ..errors import UsageError
 from ..render import Renderer
 from .common import (
     DbOpt,
@@ -36,13 +37,25 @@ from .runner import build_config
 
 def build_index_cmd(
     people_dir: Annotated[
-        Path,
+        Path | None,
         typer.Argument(
-            help="Folder with one subfolder of photos per person (folder name = person id).",
+            help="Folder with one subfolder of photos per person (folder name = person id). "
+            "With --from-embeddings: optional, where people.json / people.csv are read.",
             show_default=False,
         ),
-    ],
+    ] = None,
     db: DbOpt = None,
+    from_embeddings: Annotated[
+        Path | None,
+        typer.Option(
+            "--from-embeddings",
+            metavar="TABLE",
+            help="Build from a Parquet table written by `facekit embed -o` instead of "
+            "embedding photos: face 0 of each photo, person = the `person` column or the "
+            "photo's parent folder name.",
+            show_default=False,
+        ),
+    ] = None,
     models: ModelsOpt = None,
     weights: WeightsOpt = None,
     detector: DetectorOpt = None,
@@ -111,6 +124,8 @@ def build_index_cmd(
 
         facekit build-index ./people -d faces.db --models dlib,mobilefacenet
 
+        facekit embed ./people -o faces.parquet && facekit build-index --from-embeddings faces.parquet -d faces.db
+
     Exit codes: 0 built; 1 no face enrolled; 2 usage error (wrong folder layout, changed
     settings without --rebuild, or a mass removal refused); 3 some photos unreadable (the rest
     is stored) or a bad people.json/csv; 4 model error; 5 database error (locked, wrong key).
@@ -122,6 +137,15 @@ def build_index_cmd(
         if storage is not None and storage not in ("float32", "e4m3"):
             raise typer.BadParameter("--storage must be float32 or e4m3")
         db_path = db or default_db()
+        if people_dir is None and from_embeddings is None:
+            raise UsageError(
+                "give PEOPLE_DIR (one subfolder per person) or --from-embeddings TABLE"
+            )
+        if from_embeddings is not None and (models or detector or upsample is not None or weights):
+            raise UsageError(
+                "--from-embeddings uses the table's models and detector; leave out "
+                "--models, --weights, --detector and --upsample"
+            )
         # options not given keep the database's settings (cron re-runs need no options)
         kept = stored_settings(db_path) or {}
         same_models = models is None or not kept
@@ -138,21 +162,35 @@ def build_index_cmd(
         )
         bars = DownloadBars(quiet)
         try:
-            with engine_scope(engine, ray_address, workers) as eng:
-                report = build_index(
-                    people_dir,
+            if from_embeddings is not None:
+                from ..gallery_table import build_from_embeddings
+
+                report = build_from_embeddings(
+                    from_embeddings,
                     db_path,
-                    config,
+                    people_dir=people_dir,
                     storage=storage,
                     encrypt=encrypt,
-                    workers=workers,
-                    progress=bars,
                     rebuild=rebuild,
-                    recursive=recursive,
                     allow_mass_removal=allow_mass_removal,
-                    wrap=lambda stream, total: track(stream, total, "embedding gallery", quiet),
-                    engine=eng,
                 )
+            else:
+                assert people_dir is not None
+                with engine_scope(engine, ray_address, workers) as eng:
+                    report = build_index(
+                        people_dir,
+                        db_path,
+                        config,
+                        storage=storage,
+                        encrypt=encrypt,
+                        workers=workers,
+                        progress=bars,
+                        rebuild=rebuild,
+                        recursive=recursive,
+                        allow_mass_removal=allow_mass_removal,
+                        wrap=lambda stream, total: track(stream, total, "embedding gallery", quiet),
+                        engine=eng,
+                    )
         finally:
             bars.close()
         rec = report.to_record()
