@@ -214,6 +214,20 @@ def test_empty_people_folder_is_refused(base, tmp_path):
     assert "carlos" in Database.open(db).persons  # enrolled people stay
 
 
+def test_unchanged_rerun_writes_nothing(base, tmp_path):
+    """A cron re-run with nothing new makes no new generation (no re-indexing, no
+    re-calibration); a changed name in people.json does."""
+    people, db, _ = _copy(base, tmp_path)
+    gen = Database.open(db).generation
+    report = build_index(people, db, CFG, workers=1)
+    assert report.unchanged == 9 and report.faces == Database.open(db).n_faces
+    assert Database.open(db).generation == gen and report.calibration is not None
+    (people / "people.json").write_text(json.dumps({"obama": "Barack Obama"}))
+    build_index(people, db, CFG, workers=1)
+    d = Database.open(db)
+    assert d.generation != gen and d.persons["obama"].name == "Barack Obama"
+
+
 def test_removal_counts_are_honest(base, tmp_path):
     people, db, _ = _copy(base, tmp_path)
     shutil.rmtree(people / "rose_leslie")
@@ -383,8 +397,10 @@ def test_build_from_embeddings_matches_a_photo_build(base, tmp_path, fr_examples
         assert float(1 - vec @ by_src[rel]) < 1e-4, src
     from facekit.gallery_table import build_from_embeddings
 
+    gen = Database.open(db).generation
     again = build_from_embeddings(table, db)
     assert again.unchanged == 9 and again.added == again.removed == 0
+    assert Database.open(db).generation == gen  # nothing changed: nothing written
     shutil.rmtree(people / "rose_leslie")
     r = runner.invoke(app, ["embed", str(people), "-o", str(tmp_path / "t2.parquet"), "-q"])
     assert r.exit_code == 0, r.output
@@ -396,3 +412,14 @@ def test_build_from_embeddings_matches_a_photo_build(base, tmp_path, fr_examples
         app, ["build-index", "--from-embeddings", str(table), "-d", str(db), "-m", "dlib"]
     )
     assert r.exit_code == 2 and "table's models" in r.output
+
+
+def test_database_enroll_api_is_idempotent(base, tmp_path, lfw):
+    _, db, _ = _copy(base, tmp_path)
+    photo = lfw / "Bill_Clinton" / "Bill_Clinton_0001.jpg"
+    r = Pipeline(CFG).process_path(str(photo))
+    d = Database.open(db)
+    args = ("bill", "Bill", r.embeddings[0], [str(photo)], r.faces.xywh[:1])
+    assert d.enroll(*args) == 1
+    assert d.enroll(*args) == 0
+    assert Database.open(db).n_faces == d.n_faces + 1

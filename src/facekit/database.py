@@ -40,7 +40,7 @@ import numpy as np
 from . import index as _index
 from .calibration import Calibration, calibrate
 from .crypto import KEY_ENV, zip_read, zip_write
-from .errors import DatabaseError, KeyRequiredError, LockedError, UsageError
+from .errors import DatabaseError, KeyRequiredError, LockedError
 from .types import Embeddings
 
 log = logging.getLogger(__name__)
@@ -504,67 +504,21 @@ class Database:
     ) -> int:
         """Add faces to ``person`` (created if new) as a new generation; returns faces added.
 
-        The embeddings must come from this database's models (same fingerprints).
+        The embeddings must come from this database's models (same fingerprints). Faces
+        already stored (same source, overlapping box) are skipped, so enrolling twice
+        stores them once. Without crops, a rebuild with other models re-embeds these faces
+        from their photos; :func:`facekit.enroll.enroll_faces` also stores crops.
         """
-        import pandas as pd
+        from .enroll import EnrollFace, enroll_faces
 
-        missing = [m for m in self.models if m not in embeddings.vectors]
-        if missing:
-            raise UsageError(f"embeddings lack the database's models: {', '.join(missing)}")
-        for m in self.models:
-            fp = embeddings.fingerprints.get(m)
-            want = self.manifest["models"][m].get("fingerprint")
-            if fp and want and fp != want:
-                raise UsageError(
-                    f"embeddings of {m} come from other weights ({fp}) than the database ({want})"
-                )
         n = len(embeddings)
         boxes = np.asarray(boxes, float).reshape(n, 4)
-        with Database.lock(self.path):
-            fresh = Database.open(self.path, key=key)  # re-read under the lock
-            rows = pd.DataFrame(
-                {
-                    "face_id": 0,
-                    "person": person,
-                    "source": list(sources),
-                    "digest": list(digests) if digests is not None else [""] * n,
-                    "size": -1,
-                    "mtime_ns": -1,
-                    "origin": "enrolled",
-                    "x": boxes[:, 0],
-                    "y": boxes[:, 1],
-                    "w": boxes[:, 2],
-                    "h": boxes[:, 3],
-                    "det_score": np.nan,
-                    "face_size": np.minimum(boxes[:, 2], boxes[:, 3]),
-                    "others": 0,
-                }
+        faces = [
+            EnrollFace(
+                str(src),
+                (float(b[0]), float(b[1]), float(b[2]), float(b[3])),
+                digest=digests[i] if digests is not None else "",
             )
-            faces = pd.concat([fresh.faces, rows], ignore_index=True) if len(fresh.faces) else rows
-            vectors = {
-                m: np.concatenate([fresh.vectors[m], embeddings.vectors[m]]) for m in self.models
-            }
-            persons = dict(fresh.persons)
-            old = persons.get(person)
-            persons[person] = Person(
-                person,
-                name if name is not None else (old.name if old else None),
-                {**(old.extra if old else {}), **dict(extra or {})},
-            )
-            Database.commit(
-                self.path,
-                faces=faces,
-                vectors=vectors,
-                persons=persons,
-                pipeline=fresh.manifest["pipeline"],
-                fingerprints={m: fresh.manifest["models"][m]["fingerprint"] for m in self.models},
-                weights=fresh.calibration.weights,
-                storage=fresh.manifest["models"][self.models[0]].get("storage", "float32"),
-                encrypt=bool(fresh.manifest.get("encrypted")),
-                key=key or os.environ.get(KEY_ENV),
-                extra_manifest={
-                    k: fresh.manifest[k] for k in ("people_dir",) if k in fresh.manifest
-                },
-                files_table=fresh.files,
-            )
-        return n
+            for i, (src, b) in enumerate(zip(sources, boxes, strict=True))
+        ]
+        return enroll_faces(self.path, person, name, embeddings, faces, extra=extra, key=key).added

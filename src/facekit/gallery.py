@@ -310,6 +310,18 @@ def build_index(
 
         weights = config.weights or tuple(1.0 for _ in config.models)
         total = float(sum(weights))
+        weight_map = {m: w / total for m, w in zip(config.models, weights)}
+        if (
+            old is not None
+            and compatible
+            and not rebuild
+            and _unchanged(old, report, plan, persons, weight_map, storage, encrypt, recursive)
+        ):
+            # nothing to write: no new generation, no re-indexing, no re-calibration
+            report.calibration = old.calibration
+            report.persons = len(old.persons)
+            report.faces = old.n_faces
+            return report
         extra = carried_manifest(old.manifest) if old is not None else {}
         extra["people_dir"] = str(people_dir.resolve())
         extra["build"] = {**build_meta, "recursive": bool(recursive)}
@@ -326,7 +338,7 @@ def build_index(
                 "detector_fingerprint": fingerprint(config.detector),
             },
             fingerprints={m: _embedder_fingerprint(m, config) for m in config.models},
-            weights={m: w / total for m, w in zip(config.models, weights)},
+            weights=weight_map,
             storage=storage,
             encrypt=encrypt,
             key=key,
@@ -336,6 +348,47 @@ def build_index(
         report.persons = len(persons)
         report.faces = len(faces)
     return report
+
+
+def _unchanged(
+    old: Database,
+    report: BuildReport,
+    plan: _Plan,
+    persons: dict[str, Person],
+    weights: dict[str, float],
+    storage: str,
+    encrypt: bool,
+    recursive: bool,
+) -> bool:
+    """True when a run would write the same database again (so it writes nothing)."""
+    if report.added or report.updated or report.removed or report.kept_unreadable:
+        return False
+    if plan.todo or plan.protected_people:
+        return False
+    if {p.id: (p.name, p.extra) for p in persons.values()} != {
+        p.id: (p.name, p.extra) for p in old.persons.values()
+    }:
+        return False
+    m0 = old.models[0] if old.models else None
+    if m0 is None or old.manifest["models"][m0].get("storage", "float32") != storage:
+        return False
+    if bool(old.manifest.get("encrypted")) != bool(encrypt):
+        return False
+    if bool(old.manifest.get("build", {}).get("recursive", False)) != bool(recursive):
+        return False
+    if any(abs(old.calibration.weights.get(m, -1.0) - w) > 1e-9 for m, w in weights.items()):
+        return False
+    # stored file rows must be current (same size and mtime), else update them
+    if old.files is None or len(old.files) != len(plan.kept_file_rows):
+        return False
+    stored = {
+        (r.source, r.person, int(r.size), int(r.mtime_ns), r.digest) for r in old.files.itertuples()
+    }
+    now = {
+        (r["source"], r["person"], int(r["size"]), int(r["mtime_ns"]), r["digest"])
+        for r in plan.kept_file_rows
+    }
+    return stored == now
 
 
 @dataclass

@@ -38,7 +38,7 @@ BATCH_ROWS = 65_536
 
 
 def _person_of_source(source: str) -> str:
-    return Path(source).parent.name
+    return os.path.basename(os.path.dirname(source))
 
 
 def _detector_settings(text: str) -> dict[str, Any]:
@@ -273,6 +273,24 @@ def build_from_embeddings(
         _check_removals(
             plan, old, db_path, Path(people_dir or table_path), allow_mass_removal, report
         )
+        if (
+            old is not None
+            and compatible
+            and not rebuild
+            and not (report.added or report.updated or report.removed or error_sources)
+            and storage == old.manifest["models"][old.models[0]].get("storage", "float32")
+            and bool(encrypt) == bool(old.manifest.get("encrypted"))
+            and {
+                p.id: (p.name, p.extra)
+                for p in _persons(plan, old.faces, people_meta, old).values()
+            }
+            == {p.id: (p.name, p.extra) for p in old.persons.values()}
+        ):
+            # the table holds what the database holds: write nothing
+            report.calibration = old.calibration
+            report.persons, report.faces = len(old.persons), old.n_faces
+            report.enrolled_kept = int((old.faces["origin"] == "enrolled").sum())
+            return report
         # ---- assemble
         parts: list[Any] = []
         vecs: dict[str, list[np.ndarray]] = {m: [] for m in models}
