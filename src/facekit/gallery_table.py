@@ -104,7 +104,13 @@ def build_from_embeddings(
     table_path = Path(table_path)
     db_path = Path(db_path)
     try:
-        pf = pq.ParquetFile(table_path)
+        # the facekit.files metadata of a million-photo table exceeds pyarrow's default
+        # footer limits (100 MB); the footer is read once, so allow up to 2 GB
+        pf = pq.ParquetFile(
+            table_path,
+            thrift_string_size_limit=(1 << 31) - 1,
+            thrift_container_size_limit=(1 << 31) - 1,
+        )
     except Exception as exc:
         raise InputError(
             f"{table_path}: not a facekit face table ({' '.join(str(exc).split())})"
