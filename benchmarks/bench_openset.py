@@ -1,4 +1,19 @@
-"""Open-set identification accuracy on ../shared/datasets/lfw-dev (issue 3, section 3).
+"""Open-set identification accuracy: the 60/19 protocol and the stranger rate across gallery sizes.
+
+``--folds report`` (issue 11; figures in docs/accuracy.md): on people-disjoint folds
+(benchmarks/folds.py) of lfw-dev + lfw-few (+ lfw-singles for the scale table), from the shared
+embedding cache, calibrated with :func:`facekit.calibration.calibrate` exactly as build-index
+does, for the stated ``--max-strangers``:
+
+* the 60/19 protocol, repeated ``--draws`` times: 60 people of the folds with >= 4 photos
+  enrolled with 3 photos each (sorted), their other photos are probes; 19 other people of the
+  folds are strangers (all their photos). A probe's answer is the face in it with the most
+  confident identity (every face of the photo, as identify reports them);
+* ``--scale``: promised vs achieved stranger rate for targets 1% and 5% at 10 to 1,000
+  enrolled people with 1, 3 and 5 photos (benchmarks/openset_scale.py).
+
+Without ``--folds``: the original run through the real pipeline on ../shared/datasets/lfw-dev
+(issue 3, section 3):
 
 Split (nothing tuned on the probes): sort the names; enrol the first 60 people with their
 first 3 photos (sorted); their other 7 photos are probes; all photos of the remaining 19
@@ -6,6 +21,7 @@ people are strangers. A probe's answer is the face in it with the most confident
 (or unknown). The database calibrates itself on the 180 gallery photos only.
 
 Usage:
+    python benchmarks/bench_openset.py --folds report [--models dlib,mobilefacenet] [--scale]
     python benchmarks/bench_openset.py [--models dlib,mobilefacenet] [--shared ../shared]
 (set FACEKIT_MODEL_MIRROR=../shared/models for mobilefacenet)
 """
@@ -20,13 +36,22 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # folds.py, openset_scale.py
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default="dlib")
     ap.add_argument("--shared", default=str(Path(__file__).resolve().parents[2] / "shared"))
     ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--folds", choices=("tune", "report"), default=None)
+    ap.add_argument("--max-strangers", type=float, default=None)
+    ap.add_argument("--draws", type=int, default=20)
+    ap.add_argument("--scale", action="store_true")
     args = ap.parse_args()
+    if args.folds:
+        folds_main(args)
+        return
 
     from facekit.database import Database
     from facekit.gallery import build_index
@@ -98,6 +123,122 @@ def main() -> None:
         f"({1000 * t_probe / max(n_faces, 1):.0f} ms per face, workers={args.workers or 'auto'})"
     )
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+def protocol_60_19(models, folds, max_strangers, draws, seed=0):
+    """Repeated 60/19 draws on cached embeddings; returns per-draw rows and the totals."""
+    import numpy as np
+    from folds import load_faces
+
+    from facekit.calibration import calibrate, default_max_strangers
+
+    rate = default_max_strangers(models) if max_strangers is None else max_strangers
+    parts = [load_faces(d, models).folds(folds) for d in ("lfw-dev", "lfw-few")]
+    rng = np.random.default_rng(seed)
+    people = []  # (dataset part, person, indices sorted by source)
+    for k, p in enumerate(parts):
+        for name in np.unique(p.person):
+            idx = np.flatnonzero(p.person == name)
+            idx = idx[np.argsort(p.source[idx])]
+            people.append((k, name, idx))
+    eligible = [x for x in people if len(x[2]) >= 4]
+    w = {m: 1.0 / len(models) for m in models}
+    tot = dict(right=0, wrong=0, missed=0, enrolled=0, strangers=0, named=0)
+    rows = []
+    for _d in range(draws):
+        pick = rng.choice(len(eligible), 79, replace=False)
+        enrolled, strangers = [eligible[i] for i in pick[:60]], [eligible[i] for i in pick[60:]]
+        g_persons, g_vec = [], {m: [] for m in models}
+        probes = []  # (part, index, truth)
+        for k, name, idx in enrolled:
+            for i in idx[:3]:
+                g_persons.append(name)
+                for m in models:
+                    g_vec[m].append(parts[k].vectors[m][i])
+            probes += [(k, i, name) for i in idx[3:]]
+        for k, _name, idx in strangers:
+            probes += [(k, i, None) for i in idx]
+        g_persons = np.array(g_persons)
+        gv = {m: np.stack(g_vec[m]) for m in models}
+        cal = calibrate(g_persons, gv, w, max_strangers=rate)
+        r = dict(right=0, wrong=0, missed=0, enrolled=0, strangers=0, named=0)
+        for k, i, truth in probes:
+            faces = {m: parts[k].faces[m][i] for m in models}
+            ev = cal.pairwise_evidence(faces, gv)  # (faces in photo, gallery faces)
+            j = np.unravel_index(int(np.argmax(ev)), ev.shape)
+            answer = g_persons[j[1]] if ev[j] >= cal.threshold else None
+            if truth is None:
+                r["strangers"] += 1
+                r["named"] += answer is not None
+            else:
+                r["enrolled"] += 1
+                if answer == truth:
+                    r["right"] += 1
+                elif answer is None:
+                    r["missed"] += 1
+                else:
+                    r["wrong"] += 1
+        r["threshold"] = cal.threshold
+        r["expected_strangers"] = cal.expected_strangers
+        r["expected_named"] = cal.expected_named
+        rows.append(r)
+        for key in tot:
+            tot[key] += r[key]
+    return rows, tot
+
+
+def folds_main(args) -> None:
+    import numpy as np
+    from folds import REPORT, TUNE
+
+    models = tuple(args.models.split(","))
+    folds = TUNE if args.folds == "tune" else REPORT
+    t0 = time.process_time()
+    rows, tot = protocol_60_19(models, folds, args.max_strangers, args.draws)
+    acc = (tot["right"] + tot["strangers"] - tot["named"]) / (tot["enrolled"] + tot["strangers"])
+    print(
+        f"models {'+'.join(models)}, folds {folds}, {args.draws} draws of 60 enrolled (3 photos) "
+        f"+ 19 strangers, max-strangers {args.max_strangers or 'default'}"
+    )
+    print(
+        f"enrolled probes named right {tot['right']}/{tot['enrolled']} = "
+        f"{tot['right'] / tot['enrolled']:.1%} (missed {tot['missed']}, wrong person "
+        f"{tot['wrong']}); strangers named {tot['named']}/{tot['strangers']} = "
+        f"{tot['named'] / tot['strangers']:.1%}; open-set accuracy {acc:.1%}"
+    )
+    exp_s = np.mean([r["expected_strangers"] for r in rows])
+    exp_n = np.mean([r["expected_named"] for r in rows if r["expected_named"] is not None])
+    thr = np.mean([r["threshold"] for r in rows])
+    print(
+        f"promised (mean over draws): {exp_s:.1%} of strangers named, {exp_n:.1%} of enrolled "
+        f"photos named; mean threshold {thr:.2f}; cpu {time.process_time() - t0:.1f} s"
+    )
+    if args.scale:
+        from openset_scale import make_pool, run
+
+        extra = TUNE if folds == REPORT else ()
+        pool = make_pool(models, folds, distractor_folds=extra)
+        print(
+            f"\nscale: {len(pool.multi)} multi-photo + {len(pool.singles)} single-photo people "
+            f"to enrol, {len(pool.strangers)} stranger photos"
+            + (" (singles of the tune folds as extra distractors only)" if extra else "")
+        )
+        print(
+            "| photos/person | people | target | achieved | predicted | achieved/target |"
+            " threshold | enrolled named (LOO) | calibrate cpu s |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|")
+        reps = {10: 40, 30: 24, 100: 10, 300: 4, 1000: 3}
+        for n in (10, 30, 100, 300, 1000):
+            w = {m: 1.0 / len(models) for m in models}
+            for r in run(pool, w, [n], [1, 3, 5], [0.01, 0.05], repeats=reps[n]):
+                named = "-" if r["named"] is None else f"{r['named']:.1%}"
+                print(
+                    f"| {r['photos']} | {r['people']} | {r['target']:.0%} | {r['achieved']:.2%} "
+                    f"| {r['predicted']:.2%} | {r['ratio']:.2f} | {r['threshold']:.2f} | {named} "
+                    f"| {r['cpu_s']:.2f} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

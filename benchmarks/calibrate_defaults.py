@@ -1,69 +1,150 @@
-"""Measure the default calibration constants and the effect of mirror averaging.
+"""Measure the default calibration constants of src/facekit/calibration.py on the TUNE folds.
 
-On ../shared/datasets/lfw-dev (every 2nd photo: 395 photos of 79 people, the most central face
-of each), for each recogniser with mirror averaging off and on: the mean and standard deviation
-of cosine distances of different-person pairs (the defaults in src/facekit/calibration.py),
-the same for same-person pairs, and the ROC AUC of same/different pairs.
+Data: people of folds 0, 1, 2 (benchmarks/folds.py) of ../shared/datasets/lfw-dev, lfw-few and
+lfw-singles, one face per photo (the face build-index would enrol), from the shared embedding
+cache (/work/cache). Nothing of folds 3-4 (REPORT) is read.
+
+Printed, per model: the mean and standard deviation of cosine distances of different-person
+pairs (``DEFAULT_IMPOSTOR``), same-person mean and ROC AUC; per ensemble: the tails
+(``DEFAULT_TAILS``) that small galleries are shrunk toward: the fused evidence of impostor
+pairs (clustering cut), the standardised per-(probe, person) scores and the leave-one-out
+maxima of a one-photo-per-person gallery of every tune person.
+
+``--margin`` also measures ``MAXIMA_MARGIN``: strangers named per leave-one-out stranger
+predicted, over galleries of 100-1000 tune people (benchmarks/openset_scale.py).
 
 Usage:
-    FACEKIT_MODEL_MIRROR=../shared/models python benchmarks/calibrate_defaults.py [--models dlib,mobilefacenet]
+    python benchmarks/calibrate_defaults.py [--models dlib,mobilefacenet] [--margin]
 """
 
 from __future__ import annotations
 
 import argparse
-import time
+import json
+import sys
+from itertools import combinations
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from folds import TUNE, load_faces  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default="dlib,mobilefacenet")
-    ap.add_argument("--shared", default=str(Path(__file__).resolve().parents[2] / "shared"))
-    ap.add_argument("--step", type=int, default=2)
+    ap.add_argument("--margin", action="store_true")
+    ap.add_argument(
+        "--write", action="store_true", help="rewrite src/facekit/_calibration_defaults.py"
+    )
     args = ap.parse_args()
+    models = args.models.split(",")
 
     from sklearn.metrics import roc_auc_score
 
-    from facekit.detect import detect_image, get_detector
-    from facekit.embed import get_embedder
-    from facekit.imageio import load_image
+    import facekit.calibration as C
 
-    lfw = Path(args.shared) / "datasets" / "lfw-dev"
-    files = sorted(lfw.glob("*/*.jpg"))[:: args.step]
-    det = get_detector("dlib-hog")
-    crops_src = []
-    labels = []
-    for f in files:
-        img = load_image(f)
-        faces = detect_image(det, img.rgb)
-        if not len(faces):
-            continue
-        centre = np.array([img.width / 2, img.height / 2])
-        i = int(
-            np.argmin(np.linalg.norm((faces.xyxy[:, :2] + faces.xyxy[:, 2:]) / 2 - centre, axis=1))
-        )
-        crops_src.append((img.rgb, faces[i]))
-        labels.append(f.parent.name)
-    labels = np.array(labels)
-    same = labels[:, None] == labels[None, :]
-    iu = np.triu_indices(len(labels), 1)
-    y = same[iu]
-    print(f"{len(labels)} faces of {len(set(labels))} people from {len(files)} photos")
-    print("| model | mirror | impostor mean | impostor sd | genuine mean | AUC | ms/face |")
-    print("|---|---|---|---|---|---|---|")
-    for m in args.models.split(","):
-        for flip in (False, True):
-            emb = get_embedder(m, flip=flip)
-            t = time.perf_counter()
-            v = np.concatenate([emb.embed(rgb, face) for rgb, face in crops_src])
-            ms = 1000 * (time.perf_counter() - t) / len(v)
-            d = (1 - v @ v.T)[iu]
+    parts = [load_faces(d, models).folds(TUNE) for d in ("lfw-dev", "lfw-few", "lfw-singles")]
+    person = np.concatenate([p.person for p in parts])
+    vecs = {m: np.concatenate([p.vectors[m] for p in parts]) for m in models}
+    n = len(person)
+    print(f"tune folds {TUNE}: {n} faces of {len(set(person))} people")
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, n, 400_000)
+    b = rng.integers(0, n, 400_000)
+    ok = a != b
+    a, b = a[ok], b[ok]
+    same = person[a] == person[b]
+    # all same-person pairs (few)
+    ga, gb = [], []
+    for p in np.unique(person):
+        idx = np.flatnonzero(person == p)
+        for i, j in combinations(idx, 2):
+            ga.append(i)
+            gb.append(j)
+    ga, gb = np.array(ga), np.array(gb)
+    print("\n| model | impostor mean | impostor sd | genuine mean | AUC |\n|---|---|---|---|---|")
+    impostor = {}
+    for m in models:
+        d_imp = 1 - np.einsum("ij,ij->i", vecs[m][a[~same]], vecs[m][b[~same]])
+        d_gen = 1 - np.einsum("ij,ij->i", vecs[m][ga], vecs[m][gb])
+        y = np.r_[np.zeros(len(d_imp)), np.ones(len(d_gen))]
+        auc = roc_auc_score(y, -np.r_[d_imp, d_gen])
+        impostor[m] = (round(float(d_imp.mean()), 4), round(float(d_imp.std()), 4))
+        print(f"| {m} | {d_imp.mean():.4f} | {d_imp.std():.4f} | {d_gen.mean():.4f} | {auc:.4f} |")
+    print(f"\nDEFAULT_IMPOSTOR = {impostor}")
+    C.DEFAULT_IMPOSTOR.update(impostor)
+    tails = {}
+    ensembles = [[m] for m in models] + ([models] if len(models) > 1 else [])
+    for ens in ensembles:
+        key = "+".join(ens)
+        C.DEFAULT_TAILS.pop(key, None)
+        w = {m: 1.0 / len(ens) for m in ens}
+        # galleries of every tune person with at least k photos, k photos each
+        by_photos = {}
+        for k in (1, 3, 5):
+            idx = []
+            for p in np.unique(person):
+                own = np.flatnonzero(person == p)
+                if len(own) >= k:
+                    idx.extend(own[:k].tolist())
+            idx = np.array(sorted(idx))
+            cal = C.calibrate(person[idx], {m: vecs[m][idx] for m in ens}, w, max_probes=2000)
+            st = cal.stats
+            by_photos[str(k)] = {"stranger": st["iid_tail"], "spread": st["pooled"]}
+            if k == 1:
+                tails[key] = {
+                    "stranger": st["iid_tail"],
+                    "spread": st["pooled"],
+                    "pair": cal.pair_tail,
+                    "pair_sd": 1.0,
+                    "maxima": {**st["maxima_tail"], "body": None},
+                }
             print(
-                f"| {m} | {'on' if flip else 'off'} | {d[~y].mean():.3f} | {d[~y].std():.3f} | {d[y].mean():.3f} | "
-                f"{roc_auc_score(y, -d):.4f} | {ms:.0f} |"
+                f"{key}: {len(idx)} faces of {len(set(person[idx]))} people ({k} each), "
+                f"pooled {st['pooled']}, stranger tail xi {st['iid_tail']['xi']}"
+            )
+        tails[key]["by_photos"] = by_photos
+        print(f"{key}: pair cut at 0.3% {C.Tail.from_dict(tails[key]['pair']).isf(0.003):.3f}")
+    print("\nDEFAULT_TAILS = " + json.dumps(tails, indent=1))
+    if args.write:
+        import pprint
+
+        target = (
+            Path(__file__).resolve().parents[1] / "src" / "facekit" / "_calibration_defaults.py"
+        )
+        head = target.read_text().split("#: model -> (mean, sd)")[0]
+        target.write_text(
+            head
+            + "#: model -> (mean, sd) of the cosine distance of different-person pairs.\n"
+            + f"IMPOSTOR: dict[str, tuple[float, float]] = {impostor!r}\n\n"
+            + '#: ensemble ("+"-joined models) -> tails that small galleries are shrunk toward.\n'
+            + "TAILS: dict[str, dict[str, Any]] = "
+            + pprint.pformat(tails, width=100, sort_dicts=False)
+            + "\n"
+        )
+        print(f"wrote {target} (run ruff format on it)")
+    if args.margin:
+        from openset_scale import make_pool, run
+
+        C.DEFAULT_TAILS.update(tails)
+        C.MAXIMA_MARGIN = 1.0
+        for ens in ensembles:
+            pool = make_pool(ens, TUNE)
+            rows = run(
+                pool,
+                {m: 1.0 / len(ens) for m in ens},
+                [100, 300, 1000],
+                [1, 3, 5],
+                [0.01, 0.05],
+                repeats=3,
+            )
+            ratios = [r["achieved"] / max(r["predicted"], 1e-9) for r in rows]
+            print(
+                f"{'+'.join(ens)}: achieved / predicted = {np.round(ratios, 2).tolist()}; "
+                f"geometric mean {np.exp(np.mean(np.log(np.maximum(ratios, 1e-3)))):.2f}"
             )
 
 

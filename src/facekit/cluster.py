@@ -61,19 +61,24 @@ METHODS = ("agglomerative", "hdbscan", "dbscan")
 FORMAT_VERSION = 1
 #: Above this many faces the ``n x n`` evidence matrix (8 bytes per pair) gets large.
 LARGE_N = 20000
-#: Per-comparison false-merge rate behind the default cut (see :func:`cluster_threshold`).
-FALSE_MERGE_RATE = 0.003
+#: Per-comparison false-merge rate behind the default cut (see :func:`cluster_threshold`):
+#: the rate with the best pairwise F1 at precision >= 0.98 on the tune folds
+#: (benchmarks/cluster_folds.py --folds tune; docs/accuracy.md).
+FALSE_MERGE_RATE = 0.0003
 
 
-def cluster_threshold(false_merge_rate: float = FALSE_MERGE_RATE) -> float:
-    """Default evidence cut: the ``1 - false_merge_rate`` quantile of impostor evidence.
+def cluster_threshold(
+    false_merge_rate: float = FALSE_MERGE_RATE, calibration: Calibration | None = None
+) -> float:
+    """Default evidence cut: the ``1 - false_merge_rate`` quantile of impostor-pair evidence.
 
-    Calibrated evidence of different-person pairs is standard normal by construction
-    (``z = (mu - d) / sigma`` per model), so the cut is ``Phi^-1(1 - rate)``: 2.75 for 0.3%.
+    From the measured upper tail of different-person pairs (a gallery's, or the defaults of
+    the calibration's models measured on the tune folds):
+    :func:`facekit.calibration.pair_threshold`.
     """
-    from statistics import NormalDist
+    from .calibration import pair_threshold
 
-    return float(NormalDist().inv_cdf(1.0 - false_merge_rate))
+    return pair_threshold(false_merge_rate, calibration)
 
 
 @dataclass(frozen=True)
@@ -296,7 +301,7 @@ def cluster_faces(
         # DBSCAN links through any single pair (single linkage): it needs identify's stricter cut.
         thr = float(calibration.threshold)
     else:
-        thr = cluster_threshold()  # hdbscan ignores it (reported only)
+        thr = cluster_threshold(calibration=calibration)  # hdbscan ignores it (reported only)
     if n > LARGE_N:
         log.warning(
             "clustering %d faces needs a %d x %d matrix (%.1f GB)", n, n, n, n * n * 8 / 1e9

@@ -98,6 +98,20 @@ class IndexInfo:
     calibration_source: str
     threshold: float
     updated: str
+    #: stated share of strangers that may be named, and what the calibration predicts
+    max_strangers: float | None = None
+    expected_strangers: float | None = None
+    expected_named: float | None = None
+
+
+def _stored_max_strangers(path: Path) -> float | None:
+    """The stranger rate stated by the live generation at ``path`` (``None``: the default)."""
+    try:
+        gen = (path / "CURRENT").read_text().split()[0]
+        cal = json.loads((path / gen / "manifest.json").read_text())["calibration"]
+        return float(cal["max_strangers"])
+    except (OSError, ValueError, IndexError, KeyError, TypeError):
+        return None
 
 
 def _now() -> str:
@@ -301,6 +315,9 @@ class Database:
             self.calibration.source,
             self.calibration.threshold,
             self.manifest.get("updated", ""),
+            self.calibration.max_strangers,
+            self.calibration.expected_strangers,
+            self.calibration.expected_named,
         )
 
     def knn(self, model: str, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -373,7 +390,13 @@ class Database:
         faces = faces.reset_index(drop=True).copy()
         faces["face_id"] = np.arange(n, dtype=np.int64)
         if calibration is None:
-            calibration = calibrate(faces["person"].to_numpy(), vectors, weights)
+            # re-calibrate on the whole gallery, for the stranger rate the database states
+            calibration = calibrate(
+                faces["person"].to_numpy(),
+                vectors,
+                weights,
+                max_strangers=_stored_max_strangers(path),
+            )
         # --- new generation folder
         gens = sorted(
             p.name

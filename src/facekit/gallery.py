@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from .calibration import Calibration
+from .calibration import Calibration, calibrate
 from .database import FACE_COLUMNS, FILE_COLUMNS, Database, Person
 from .errors import DatabaseError, InputError, KeyRequiredError, UsageError
 from .people_meta import read_people_meta
@@ -113,12 +113,15 @@ class BuildReport:
             else {
                 "source": cal.source,
                 "threshold": round(cal.threshold, 3),
+                "max_strangers": cal.max_strangers,
+                "expected_strangers": cal.expected_strangers,
+                "expected_named": cal.expected_named,
                 "genuine": round(cal.genuine, 3),
                 "impostor": {m: [round(a, 4), round(b, 4)] for m, (a, b) in cal.impostor.items()},
                 **{
                     k: v
                     for k, v in cal.stats.items()
-                    if k.startswith("loo_") or k == "impostor_pairs"
+                    if k.startswith("loo_") or k in ("impostor_pairs", "model", "probes")
                 },
             },
         }
@@ -219,6 +222,7 @@ def build_index(
     recursive: bool | None = None,
     allow_mass_removal: bool = False,
     engine: Any = None,
+    max_strangers: float | None = None,
 ) -> BuildReport:
     """Build or update the database at ``db_path`` from ``people_dir``.
 
@@ -243,6 +247,10 @@ def build_index(
             (``None``: keep the database's setting, else no).
         allow_mass_removal: allow a run that removes most (or all) of the database.
         engine: a :class:`~facekit.engine.Engine` to embed on (default: local workers).
+        max_strangers: share of strangers that may be named (stored in the database; default:
+            the existing database's rate, else
+            :func:`~facekit.calibration.default_max_strangers`). The threshold is re-calibrated
+            on the whole gallery at every build.
 
     Returns:
         a :class:`BuildReport`.
@@ -315,6 +323,7 @@ def build_index(
             old is not None
             and compatible
             and not rebuild
+            and max_strangers in (None, old.calibration.max_strangers)
             and _unchanged(old, report, plan, persons, weight_map, storage, encrypt, recursive)
         ):
             # nothing to write: no new generation, no re-indexing, no re-calibration
@@ -322,6 +331,14 @@ def build_index(
             report.persons = len(old.persons)
             report.faces = old.n_faces
             return report
+        if max_strangers is None and old is not None:
+            max_strangers = old.calibration.max_strangers
+        calibration = calibrate(
+            faces["person"].to_numpy(),
+            vectors,
+            {m: w / total for m, w in zip(config.models, weights)},
+            max_strangers=max_strangers,
+        )
         extra = carried_manifest(old.manifest) if old is not None else {}
         extra["people_dir"] = str(people_dir.resolve())
         extra["build"] = {**build_meta, "recursive": bool(recursive)}
@@ -344,6 +361,7 @@ def build_index(
             key=key,
             files_table=pd.DataFrame(file_rows + plan.kept_file_rows, columns=FILE_COLUMNS),
             extra_manifest=extra,
+            calibration=calibration,
         )
         report.persons = len(persons)
         report.faces = len(faces)

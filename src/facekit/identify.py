@@ -6,6 +6,11 @@ of that person's faces; distances normalised per model by the gallery's impostor
 and fused with the ensemble weights (:class:`~facekit.calibration.Calibration`); a person's
 evidence is that of their best-matching face. The best person is the ``identity`` when the
 evidence reaches the calibrated threshold, else the face is unknown (``identity=None``).
+
+The threshold is the one the database was calibrated for: the stated share of strangers
+(people not in the database) that may be named, at the gallery's size
+(:mod:`facekit.calibration`). ``max_strangers`` re-derives it for another rate from the
+stranger model stored in the database, without re-measuring anything.
 """
 
 from __future__ import annotations
@@ -134,6 +139,8 @@ class Identifier:
         top_k: candidates to report per face.
         min_confidence: name a face only at or above this confidence (default: the calibrated
             threshold, i.e. 50).
+        max_strangers: share of strangers that may be named (default: the rate the database
+            was built for); moves the threshold (confidence 50) accordingly.
 
     Example:
         >>> ident = Identifier(Database.open("faces.db"))
@@ -141,11 +148,19 @@ class Identifier:
     """
 
     def __init__(
-        self, db: Any, *, top_k: int = 5, min_confidence: float | None = None, neighbours: int = 50
+        self,
+        db: Any,
+        *,
+        top_k: int = 5,
+        min_confidence: float | None = None,
+        neighbours: int = 50,
+        max_strangers: float | None = None,
     ):
         self.db = db
         self.top_k = max(1, top_k)
-        self.calibration = db.calibration
+        self.calibration = (
+            db.calibration if max_strangers is None else db.calibration.for_rate(max_strangers)
+        )
         self.min_confidence = 50.0 if min_confidence is None else float(min_confidence)
         self.neighbours = neighbours
         self.models = db.models
@@ -230,10 +245,11 @@ def identify_paths(
     workers: int | None = None,
     progress: Any = None,
     engine: Any = None,
+    max_strangers: float | None = None,
 ) -> Any:
     """Identify every face in each photo; yields :class:`PhotoMatches` in input order."""
     from .pipeline import run_paths
 
-    ident = Identifier(db, top_k=top_k, min_confidence=min_confidence)
+    ident = Identifier(db, top_k=top_k, min_confidence=min_confidence, max_strangers=max_strangers)
     for result in run_paths(db.config, paths, workers=workers, progress=progress, engine=engine):
         yield ident.match_result(result)

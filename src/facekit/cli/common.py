@@ -103,6 +103,16 @@ MinConfidenceOpt = Annotated[
         help="Name a face only at or above this confidence (default 50 = the calibrated threshold); weaker faces count as unknown.",
     ),
 ]
+MaxStrangersOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--max-strangers",
+        min=0.0001,
+        max=0.5,
+        metavar="RATE",
+        help="Share of photos of people not in the database that may be named, e.g. 0.01 (default: the rate the database was built for; see docs/accuracy.md).",
+    ),
+]
 QuietOpt = Annotated[
     bool, typer.Option("--quiet", "-q", help="No progress bar, summary or warnings on stderr.")
 ]

@@ -14,6 +14,7 @@ from .common import (
     DbOpt,
     DownloadBars,
     FormatOpt,
+    MaxStrangersOpt,
     MinConfidenceOpt,
     OfflineOpt,
     QuietOpt,
@@ -54,6 +55,7 @@ def identify_cmd(
     upsample: UpsampleOpt = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Candidates per face.")] = 5,
     min_confidence: MinConfidenceOpt = None,
+    max_strangers: MaxStrangersOpt = None,
     models: Annotated[
         str | None,
         typer.Option(
@@ -111,7 +113,9 @@ def identify_cmd(
         if upsample is not None:  # detection only: embeddings stay comparable with the database
             config = replace(config, upsample=upsample)
         files = expand_inputs(paths, sys.stdin)
-        ident = Identifier(database, top_k=top_k, min_confidence=min_confidence)
+        ident = Identifier(
+            database, top_k=top_k, min_confidence=min_confidence, max_strangers=max_strangers
+        )
         renderer = Renderer(resolve_format(fmt), columns=COLUMNS, title="faces")
         found = errors = 0
         bars = DownloadBars(quiet)

@@ -103,6 +103,16 @@ def build_index_cmd(
             "them (refused by default: an empty or unmounted people folder).",
         ),
     ] = False,
+    max_strangers: Annotated[
+        float | None,
+        typer.Option(
+            "--max-strangers",
+            min=0.0001,
+            max=0.5,
+            metavar="RATE",
+            help="Share of photos of people not in the database that may be named (stored; default 0.01, 0.02 for dlib alone, or the database's current rate). The threshold is set for this rate at the gallery's size.",
+        ),
+    ] = None,
     fmt: FormatOpt = None,
     workers: WorkersOpt = None,
     engine: EngineOpt = "local",
@@ -140,6 +150,11 @@ def build_index_cmd(
         if people_dir is None and from_embeddings is None:
             raise UsageError(
                 "give PEOPLE_DIR (one subfolder per person) or --from-embeddings TABLE"
+            )
+        if from_embeddings is not None and max_strangers is not None:
+            raise UsageError(
+                "--max-strangers is not available with --from-embeddings yet: build, then run "
+                "build-index PEOPLE_DIR --max-strangers RATE (or identify --max-strangers)"
             )
         if from_embeddings is not None and (models or detector or upsample is not None or weights):
             raise UsageError(
@@ -188,6 +203,7 @@ def build_index_cmd(
                         rebuild=rebuild,
                         recursive=recursive,
                         allow_mass_removal=allow_mass_removal,
+                        max_strangers=max_strangers,
                         wrap=lambda stream, total: track(stream, total, "embedding gallery", quiet),
                         engine=eng,
                     )
@@ -207,20 +223,9 @@ def build_index_cmd(
                 warn_line(f"{src}: enrolled face not kept ({why})")
             cal = report.calibration
             if cal is not None:
-                how = (
-                    "measured on this gallery"
-                    if cal.source == "gallery"
-                    else "defaults (gallery too small to calibrate; add more people / photos)"
-                )
-                extra = ""
-                if cal.source == "gallery":
-                    extra = (
-                        f"; leave-one-out: {cal.stats.get('loo_genuine_named', 0):.1%} of enrolled faces named, "
-                        f"{cal.stats.get('loo_strangers_named', 0):.1%} of strangers named"
-                    )
-                stderr().print(
-                    f"calibration: threshold {cal.threshold:.2f} ({how}){extra}", highlight=False
-                )
+                from ..calibration import describe
+
+                stderr().print(f"calibration: {describe(cal)}", highlight=False)
             removed = f"{report.removed} removed"
             if report.removed or report.faces_removed:
                 removed += (

@@ -14,6 +14,7 @@ from .common import (
     DbOpt,
     DownloadBars,
     FormatOpt,
+    MaxStrangersOpt,
     MinConfidenceOpt,
     OfflineOpt,
     QuietOpt,
@@ -72,6 +73,7 @@ def video_cmd(
         ),
     ] = SamplingChoice.auto,
     min_confidence: MinConfidenceOpt = None,
+    max_strangers: MaxStrangersOpt = None,
     crops: Annotated[
         Path | None,
         typer.Option(
@@ -189,7 +191,9 @@ def video_cmd(
             pipeline = Pipeline(config, bars)
         finally:
             bars.close()
-        identifier = Identifier(database, min_confidence=min_confidence)
+        identifier = Identifier(
+            database, min_confidence=min_confidence, max_strangers=max_strangers
+        )
 
         jobs: list[tuple[str, Any]] = []
         if sprite is not None:
