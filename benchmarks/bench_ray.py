@@ -47,7 +47,10 @@ def bench_photos(tmp: Path, repeats: int) -> None:
         ("ray, 2 actors", ["--engine", "ray", "-j", "2"]),
     ):
         best = min(
-            run(["embed", str(lfw), "-o", str(tmp / f"out{i}.parquet"), "--force", "-q", *extra], tmp)
+            run(
+                ["embed", str(lfw), "-o", str(tmp / f"out{i}.parquet"), "--force", "-q", *extra],
+                tmp,
+            )
             for i in range(repeats)
         )
         rows.append((label, best, n / best))
@@ -57,9 +60,11 @@ def bench_photos(tmp: Path, repeats: int) -> None:
     print("|---|---|---|")
     for label, wall, rate in rows:
         print(f"| {label} | {wall:.1f} | {rate:.1f} |")
-    print(f"\nray 2 vs 1 actors: {rows[2][1] / rows[3][1]:.2f}x; "
-          f"local 2 vs 1: {rows[0][1] / rows[1][1]:.2f}x; "
-          f"ray vs local at 2: {rows[3][1] / rows[1][1]:.2f}x the time")
+    print(
+        f"\nray 2 vs 1 actors: {rows[2][1] / rows[3][1]:.2f}x; "
+        f"local 2 vs 1: {rows[0][1] / rows[1][1]:.2f}x; "
+        f"ray vs local at 2: {rows[3][1] / rows[1][1]:.2f}x the time"
+    )
 
 
 def bench_video(tmp: Path, seconds: int) -> None:
@@ -77,7 +82,21 @@ def bench_video(tmp: Path, seconds: int) -> None:
         ("ray, 1 actor", ["--engine", "ray", "-j", "1"]),
         ("ray, 2 actors", ["--engine", "ray", "-j", "2"]),
     ):
-        wall = run(["video", str(video), "-d", str(db), "--interval", "5", "--format", "json", "-q", *extra], tmp)
+        wall = run(
+            [
+                "video",
+                str(video),
+                "-d",
+                str(db),
+                "--interval",
+                "5",
+                "--format",
+                "json",
+                "-q",
+                *extra,
+            ],
+            tmp,
+        )
         rows.append((label, wall))
         print(f"{label:14s} {wall:7.1f} s  {seconds / wall:6.1f}x real time", flush=True)
     print(f"\nvideo ray 2 vs 1 actors: {rows[1][1] / rows[2][1]:.2f}x")
@@ -86,7 +105,9 @@ def bench_video(tmp: Path, seconds: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=1)
-    ap.add_argument("--video", type=int, default=0, help="also a generated video of this many seconds")
+    ap.add_argument(
+        "--video", type=int, default=0, help="also a generated video of this many seconds"
+    )
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)

@@ -10,8 +10,10 @@ pairs (``DEFAULT_IMPOSTOR``), same-person mean and ROC AUC; per ensemble: the ta
 pairs (clustering cut), the standardised per-(probe, person) scores and the leave-one-out
 maxima of a one-photo-per-person gallery of every tune person.
 
-``--margin`` also measures ``MAXIMA_MARGIN``: strangers named per leave-one-out stranger
-predicted, over galleries of 100-1000 tune people (benchmarks/openset_scale.py).
+``--margin`` also measures the margins (``MARGINS``, ``IID_MARGINS``): strangers named per
+stranger predicted with margin 1, over galleries of 100-1000 tune people (leave-one-out maxima
+model) and of 10-30 tune people (small galleries: the independence model when they have fewer
+than 100 faces) (benchmarks/openset_scale.py).
 
 Usage:
     python benchmarks/calibrate_defaults.py [--models dlib,mobilefacenet] [--margin]
@@ -131,21 +133,25 @@ def main() -> None:
 
         C.DEFAULT_TAILS.update(tails)
         C.MAXIMA_MARGIN = 1.0
+        C._defaults.MARGINS.clear()
+        C._defaults.IID_MARGINS.clear()
         for ens in ensembles:
             pool = make_pool(ens, TUNE)
-            rows = run(
-                pool,
-                {m: 1.0 / len(ens) for m in ens},
-                [100, 300, 1000],
-                [1, 3, 5],
-                [0.01, 0.05],
-                repeats=3,
-            )
-            ratios = [r["achieved"] / max(r["predicted"], 1e-9) for r in rows]
-            print(
-                f"{'+'.join(ens)}: achieved / predicted = {np.round(ratios, 2).tolist()}; "
-                f"geometric mean {np.exp(np.mean(np.log(np.maximum(ratios, 1e-3)))):.2f}"
-            )
+            for label, sizes, reps in (("maxima", [100, 300, 1000], 3), ("iid", [10, 30], 30)):
+                rows = run(
+                    pool,
+                    {m: 1.0 / len(ens) for m in ens},
+                    sizes,
+                    [1, 3, 5],
+                    [0.01, 0.05],
+                    repeats=reps,
+                )
+                ratios = [r["achieved"] / max(r["predicted"], 1e-9) for r in rows]
+                geo = np.exp(np.mean(np.log(np.maximum(ratios, 1e-3))))
+                print(
+                    f"{'+'.join(ens)} {label}: achieved / predicted = "
+                    f"{np.round(ratios, 2).tolist()}; geometric mean {geo:.2f}"
+                )
 
 
 if __name__ == "__main__":

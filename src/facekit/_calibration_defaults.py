@@ -510,3 +510,8 @@ TAILS: dict[str, dict[str, Any]] = {
 #: galleries of 100-1000 tune people with 1, 3 and 5 photos at 1% and 5%
 #: (``calibrate_defaults.py --margin``, December 2026; rounded to 0.1).
 MARGINS: dict[str, float] = {"dlib": 1.5, "mobilefacenet": 1.1, "dlib+mobilefacenet": 1.0}
+
+#: The same for the independence model of small galleries (fewer than 100 probe faces):
+#: galleries of 10 and 30 tune people with 1, 3 and 5 photos at 1% and 5% (30 galleries each;
+#: December 2026; rounded to 0.1).
+IID_MARGINS: dict[str, float] = {"dlib": 1.3, "mobilefacenet": 1.8, "dlib+mobilefacenet": 1.5}

@@ -243,11 +243,14 @@ class StrangerModel:
     * ``"maxima"`` (galleries with at least ``MIN_MAXIMA_PROBES`` probe faces): ``tail`` is
       the distribution of each probe's *best* score over ``reference`` other people (the
       leave-one-person-out maxima), a generalised Pareto fit above its 80th percentile.
-      Against N people: ``rate = 1 - (1 - P(M > t)) ** (N / reference)`` (blocks of
-      ``reference`` people treated as independent; exact when ``N = reference``).
+      Against N people: ``rate = 1 - (1 - margin * P(M > t)) ** (N / reference)`` (blocks
+      of ``reference`` people treated as independent; exact when ``N = reference``).
     * ``"iid"`` (small galleries): probe ``i`` scores ``loc_i + scale_i * eps`` against each
       enrolled person, ``eps`` with distribution ``tail``, independently:
-      ``rate = mean_i [1 - (1 - P(eps > (t - loc_i) / scale_i)) ** N]``.
+      ``rate = margin * mean_i [1 - (1 - P(eps > (t - loc_i) / scale_i)) ** N]``.
+
+    ``margin`` (measured on the tune folds per ensemble, ``_calibration_defaults.py``) is how
+    many more strangers new photos of new people name than the gallery's own faces predict.
 
     Attributes:
         persons: enrolled people N the threshold was chosen for.
@@ -276,7 +279,7 @@ class StrangerModel:
         p = self.tail.sf(x.ravel()).reshape(x.shape)
         # 1 - (1 - p) ** n, accurate for tiny p
         named = -np.expm1(n * np.log1p(-np.minimum(p, 1 - 1e-15)))
-        return named.mean(1)
+        return np.minimum(self.margin * named.mean(1), 1.0)
 
     def threshold(self, max_strangers: float, persons: int | None = None) -> float:
         """The evidence threshold at which :meth:`rate` equals ``max_strangers``."""
@@ -643,7 +646,8 @@ def calibrate(
         sel = np.arange(len(locs_a))
         if len(sel) > 256:
             sel = np.sort(rng.choice(len(sel), 256, replace=False))
-        sm = StrangerModel(n_persons, tail, "iid", n_ref, locs_a[sel], scales_a[sel])
+        margin = float(_defaults.IID_MARGINS.get(_ensemble_key(models), 1.0))
+        sm = StrangerModel(n_persons, tail, "iid", n_ref, locs_a[sel], scales_a[sel], margin)
         kind_tail = tail
     cal.stranger_model = sm.to_dict()
     # --- 3. leave-one-out genuine scores
