@@ -4,12 +4,12 @@ Method (default ``"agglomerative"``): average-linkage agglomerative clustering o
 impostor-normalised evidence of :class:`~facekit.calibration.Calibration` (larger = more
 alike). Evidence is in units of the calibration's different-person (impostor) spread, so
 a cut on it means the same for every model. Two groups merge while their *average*
-evidence is at least :func:`cluster_threshold` (``z = 2.75``: beyond the 99.7th percentile of
-different-person pairs, a per-comparison false-merge rate of 0.3%, the precision end of
-the plateau measured on lfw-dev). ``identify``'s own
-threshold (about 3.09, the 99.9th percentile) is stricter because it decides on the
-*best* of many gallery comparisons; used for clustering it splits people (see
-``docs/clustering.md``).
+evidence is at least :func:`cluster_threshold`: the evidence that a stated share of
+different-person pairs reaches (``FALSE_MERGE_RATE``, 0.03% per pair, chosen on the tune
+folds), from the measured upper tail of impostor-pair evidence
+(:func:`facekit.calibration.pair_threshold`; about 2.9 for dlib). ``identify``'s own
+threshold decides on the *best* of many gallery comparisons for a stated share of strangers
+named (docs/accuracy.md).
 Groups smaller than ``min_size`` are *noise*: a face that matches nobody well enough is
 left out, never forced into the nearest group. ``"hdbscan"`` and ``"dbscan"`` (on the same
 evidence distance; DBSCAN's ``eps`` again from the threshold) are there for comparison;
