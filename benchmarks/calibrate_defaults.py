@@ -117,7 +117,14 @@ def main() -> None:
         target = (
             Path(__file__).resolve().parents[1] / "src" / "facekit" / "_calibration_defaults.py"
         )
-        head = target.read_text().split("#: model -> (mean, sd)")[0]
+        text = target.read_text()
+        head = text.split("#: model -> (mean, sd)")[0]
+        # the margins (MARGINS, IID_MARGINS) after TAILS are entered from --margin: keep them
+        keep = (
+            text[text.index("\n#: Strangers named per") :]
+            if "#: Strangers named per" in text
+            else ""
+        )
         target.write_text(
             head
             + "#: model -> (mean, sd) of the cosine distance of different-person pairs.\n"
@@ -126,6 +133,7 @@ def main() -> None:
             + "TAILS: dict[str, dict[str, Any]] = "
             + pprint.pformat(tails, width=100, sort_dicts=False)
             + "\n"
+            + keep
         )
         print(f"wrote {target} (run ruff format on it)")
     if args.margin:
