@@ -17,6 +17,9 @@ from .common import (
     stderr,
 )
 
+#: Bad inputs listed one per line on stderr; beyond this many, only their count.
+MAX_LISTED = 20
+
 
 def score_cmd(
     results: Annotated[
@@ -44,14 +47,22 @@ def score_cmd(
     confidence = mean best confidence; distance_<model> = mean cosine distance of those
     faces. Sorted by Score. See docs/clustering.md.
 
-    Exit codes: 0 someone ranked; 1 no person named; 3 unreadable input.
+    Files, lines and records that cannot be used (not JSON, not UTF-8, over 16 MB, nested
+    over 64 deep, or breaking the record contract) are skipped with one warning each (kept
+    under -q) and the ranking of the rest is still printed.
+
+    Exit codes: 0 someone ranked; 1 no person named; 3 some input was skipped as bad
+    (the ranking of the rest is printed).
     """
+    from rich.text import Text
+
     from ..render import Format, Renderer
-    from ..score import read_records, score_records
+    from ..score import BadInput, iter_records, score_records
 
     setup_logging(verbose, quiet)
     with handle_errors():
-        table = score_records(read_records(results, sys.stdin))
+        bad: list[BadInput] = []
+        table = score_records(iter_records(results, sys.stdin, bad), bad)
         out = resolve_format(fmt)
         renderer = Renderer(out, columns=table.columns, title="people", wrap=lambda recs: recs[0])
         if out is Format.ndjson:
@@ -60,11 +71,23 @@ def score_cmd(
         else:
             renderer.add(table.to_record(), table.rows())
         renderer.close()
-        if not quiet:
-            stderr().print(
-                f"done: {table.records} results ({table.photos} photos, {table.videos} videos), "
-                f"{len(table.people)} people"
-                + (f", {table.ignored} ignored" if table.ignored else ""),
+        err = stderr()
+        for item in bad[:MAX_LISTED]:
+            err.print(Text.assemble(("warning:", "yellow"), " ", str(item)), highlight=False)
+        if len(bad) > MAX_LISTED:
+            err.print(
+                Text.assemble(
+                    ("warning:", "yellow"), f" ... and {len(bad) - MAX_LISTED} more bad inputs"
+                ),
                 highlight=False,
             )
-        raise typer.Exit(0 if table.people else 1)
+        if not quiet:
+            err.print(
+                f"done: {table.records} results ({table.photos} photos, {table.videos} videos), "
+                f"{len(table.people)} people"
+                + (f", {table.ignored} with errors" if table.ignored else "")
+                + (f", {len(bad)} bad inputs skipped" if bad else ""),
+                highlight=False,
+                markup=False,
+            )
+        raise typer.Exit(3 if bad else 0 if table.people else 1)
