@@ -1120,9 +1120,17 @@ _db_case(
     lambda c, db: (db / "CURRENT").write_text("gen-000099 " + "0" * 64 + "\n"),
     problem=r"gen-000099|generation|missing|damaged",
 )
+
+
+def _current_dir(ctx: Ctx, db: Path) -> None:
+    (db / "CURRENT").unlink()
+    (db / "CURRENT").mkdir()
+
+
 _db_case(
     "current-is-directory",
-    lambda c, db: None,
+    _current_dir,
+    exit={0, 5},  # refused, or recovered from the newest complete generation
     problem=r"CURRENT|damaged|directory|invalid|no face database",
 )
 _db_case(
