@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, OutputError, os_error_line
 from .types import Embeddings, Faces, ImageResult
 
 __all__ = ["FaceTable", "face_rows", "record_for", "write_atomic"]
@@ -219,19 +220,49 @@ def _columns(rows: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def write_atomic(path: str | os.PathLike[str], writer: Any) -> None:
-    """Call ``writer(tmp_path)`` then rename the temp file onto ``path`` (same folder, fsynced)."""
+    """Call ``writer(tmp_path)`` then rename the temp file onto ``path`` (same folder, fsynced).
+
+    The file gets the mode a plain ``open(path, "w")`` would give it (``0o666`` less the umask),
+    or keeps the mode of the file it replaces; mkstemp's private ``0o600`` is never left behind.
+
+    Raises:
+        OutputError: the file cannot be written (disk full, read-only folder, permission
+            denied, a parent that is a file); the temp file is removed and ``path`` is untouched.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except OSError:
+            mode = 0o666 & ~current_umask()
+        os.chmod(tmp, mode)
         writer(tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except OSError as exc:
+        raise OutputError(os_error_line(exc, path)) from exc
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            Path(tmp).unlink(missing_ok=True)
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux /proc)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: read it by setting it, and put it straight back
+    os.umask(mask)
+    return mask
 
 
 def result_from_rows(table: FaceTable, source: str) -> ImageResult:

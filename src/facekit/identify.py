@@ -33,7 +33,7 @@ class Candidate:
 
     Attributes:
         person: person id (the gallery folder name).
-        name: display name, or ``None``.
+        name: display name (people.json / people.csv), else the person id: never ``None``.
         confidence: 0-100; 50 at the decision threshold.
         evidence: fused impostor-normalised similarity (larger = more alike).
         distances: model -> cosine distance to the person's closest gallery face.
@@ -217,7 +217,7 @@ class Identifier:
                 cands.append(
                     Candidate(
                         str(p),
-                        person.name if person else None,
+                        (person.name if person and person.name else None) or str(p),
                         float(cal.confidence(e)),
                         e,
                         {m: float(dists[m][sel].min()) for m in self.models},

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +26,15 @@ from .types import Embeddings, Faces, ImageResult
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PipelineConfig", "Pipeline", "run_paths", "default_workers"]
+__all__ = [
+    "PipelineConfig",
+    "Pipeline",
+    "run_paths",
+    "default_workers",
+    "worker_pool",
+    "stop_pool",
+    "watch_parent",
+]
 
 #: Below this many files the work runs in the calling process: starting workers and loading
 #: models in each costs about a second.
@@ -158,13 +170,79 @@ def default_workers() -> int:
 _worker_pipeline: Pipeline | None = None
 
 
-def _worker_init(config: PipelineConfig) -> None:
+def _worker_init(config: PipelineConfig, parent_pid: int | None = None) -> None:
+    """Initialiser of every worker process (photos here, video frames in :mod:`facekit.video`)."""
     global _worker_pipeline
     from .models.runtime import set_threads
 
+    watch_parent(parent_pid or os.getppid())
+    # Ctrl-C reaches the whole process group: the parent stops the workers itself, so a
+    # worker must not die mid-task with its own KeyboardInterrupt traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     set_threads(1)
     logging.basicConfig(level=logging.WARNING)
     _worker_pipeline = Pipeline(config)
+
+
+#: How often (seconds) a worker checks that its parent is still alive.
+PARENT_POLL_SECONDS = 0.5
+
+
+def watch_parent(parent_pid: int) -> None:
+    """Make this (worker) process exit when ``parent_pid`` dies, even by SIGKILL.
+
+    On Linux the kernel sends SIGKILL when the parent goes (``PR_SET_PDEATHSIG``); everywhere,
+    a daemon thread also checks every :data:`PARENT_POLL_SECONDS` that the parent is still the
+    parent (an orphan is re-parented to init or a subreaper) and exits if not.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            PR_SET_PDEATHSIG = 1
+            libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - no libc prctl
+            pass
+    if os.getppid() != parent_pid:  # the parent died before the line above ran
+        os._exit(1)
+
+    def poll() -> None:
+        while True:
+            time.sleep(PARENT_POLL_SECONDS)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=poll, name="facekit-parent-watch", daemon=True).start()
+
+
+def worker_pool(config: PipelineConfig, workers: int) -> Any:
+    """A spawn-context process pool whose workers hold a loaded :class:`Pipeline` each and
+    exit when this process dies. Stop it with :func:`stop_pool`."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = mp.get_context("spawn")  # fork is unsafe once ONNX Runtime threads exist
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=ctx,
+        initializer=_worker_init,
+        initargs=(config, os.getpid()),
+    )
+
+
+def stop_pool(pool: Any, *, wait: bool = False) -> None:
+    """Stop a pool from :func:`worker_pool` now: pending work is cancelled and the workers are
+    terminated (not left to finish their task), so an interrupted run leaves no process behind."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in processes:
+        proc.join(timeout=5 if wait else 1)
+        if proc.is_alive():  # pragma: no cover - a worker stuck in native code
+            proc.kill()
 
 
 def _worker_run(path: str) -> ImageResult:
@@ -202,25 +280,20 @@ def run_paths(
             yield pipe.process_path(p)
         return
 
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
     from .models import store
 
     # Fetch (and verify) every model here, once, so workers only load files.
     store.ensure(config.detector, offline=config.offline, progress=progress)
     for m in config.models if config.embed else ():
         store.ensure(m, offline=config.offline, progress=progress)
-    ctx = mp.get_context("spawn")  # fork is unsafe once ONNX Runtime threads exist
     chunk = max(1, min(8, len(paths) // (workers * 8)))
-    with ProcessPoolExecutor(
-        max_workers=workers, mp_context=ctx, initializer=_worker_init, initargs=(config,)
-    ) as pool:
-        try:
-            yield from pool.map(_worker_run, paths, chunksize=chunk)
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+    pool = worker_pool(config, workers)
+    try:
+        yield from pool.map(_worker_run, paths, chunksize=chunk)
+        pool.shutdown(wait=True)
+    finally:
+        # A consumer that stops early (GeneratorExit) or an error: never leave workers behind.
+        stop_pool(pool)
 
 
 def embed_incremental(

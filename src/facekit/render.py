@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from enum import Enum
 from typing import IO, Any
 
-__all__ = ["Format", "Renderer", "to_jsonable", "render_rows"]
+__all__ = ["Format", "Renderer", "to_jsonable", "render_rows", "short_paths"]
 
 
 class Format(str, Enum):
@@ -71,6 +71,9 @@ class Renderer:
         title: table title.
         wrap: for JSON, a function turning the list of records into the document
             (default: the list itself).
+        table_columns: columns of the terminal table when they differ from the CSV columns
+            (a table must stay readable at 80 columns; CSV and JSON keep everything).
+        width: table width (default: the terminal's, or 200 when not a terminal).
 
     Example:
         >>> r = Renderer(Format.ndjson)
@@ -86,18 +89,28 @@ class Renderer:
         columns: Sequence[str] | None = None,
         title: str | None = None,
         wrap: Callable[[list[Any]], Any] | None = None,
+        table_columns: Sequence[str] | None = None,
+        width: int | None = None,
     ):
         self.fmt = Format(fmt)
         self.out = out or sys.stdout
         self.columns = list(columns) if columns else None
+        self.table_columns = list(table_columns) if table_columns else None
+        self.width = width
         self.title = title
         self.wrap = wrap
         self._records: list[Any] = []
         self._rows: list[dict[str, Any]] = []
         self._csv: Any = None
 
-    def add(self, record: Any = None, rows: Iterable[dict[str, Any]] | None = None) -> None:
-        """Add one result: ``record`` for JSON/NDJSON, ``rows`` (flat dicts) for table/CSV."""
+    def add(
+        self,
+        record: Any = None,
+        rows: Iterable[dict[str, Any]] | None = None,
+        table_rows: Iterable[dict[str, Any]] | None = None,
+    ) -> None:
+        """Add one result: ``record`` for JSON/NDJSON, ``rows`` (flat dicts) for CSV, and for
+        the table ``table_rows`` (a shorter view) or else ``rows``."""
         if self.fmt is Format.ndjson:
             self.out.write(json.dumps(to_jsonable(record), ensure_ascii=False) + "\n")
             self.out.flush()
@@ -117,7 +130,7 @@ class Renderer:
                 self._csv.writerow({k: _cell(row.get(k)) for k in self.columns or row})
             self.out.flush()
         else:
-            self._rows.extend(rows or ())
+            self._rows.extend(table_rows if table_rows is not None else rows or ())
 
     def close(self) -> None:
         """Write what was held back (JSON document, table)."""
@@ -126,8 +139,56 @@ class Renderer:
             json.dump(to_jsonable(doc), self.out, ensure_ascii=False, indent=2)
             self.out.write("\n")
         elif self.fmt is Format.table:
-            render_rows(self._rows, self.out, columns=self.columns, title=self.title)
+            render_rows(
+                self._rows,
+                self.out,
+                columns=self.table_columns or self.columns,
+                title=self.title,
+                width=self.width,
+            )
         self.out.flush()
+
+
+#: Columns holding file paths: shortened in terminal tables (relative to their common folder).
+PATH_COLUMNS = ("source", "photo", "video", "file")
+
+
+def short_paths(paths: Sequence[str], limit: int = 40) -> tuple[list[str], str | None]:
+    """Paths as a table shows them: relative to the current folder when all are inside it,
+    else relative to their common folder (returned, for the title); longer than ``limit``
+    characters -> the middle elided with ``...``.
+
+    Example:
+        >>> short_paths(["/data/album/a/1.jpg", "/data/album/b/2.jpg"])
+        (['a/1.jpg', 'b/2.jpg'], '/data/album')
+    """
+    import os
+
+    if not paths:
+        return [], None
+    cwd = os.getcwd()
+    absolute = [os.path.abspath(p) if p else "" for p in paths]
+    real = [p for p in absolute if p]
+    base: str | None = None
+    try:
+        common = os.path.commonpath([os.path.dirname(p) for p in real]) if real else ""
+    except ValueError:  # pragma: no cover - different drives on Windows
+        common = ""
+    if real and all(p == cwd or p.startswith(cwd.rstrip(os.sep) + os.sep) for p in real):
+        shown = [os.path.relpath(p, cwd) if p else "" for p in absolute]
+    elif common and common != os.sep:
+        base = common
+        shown = [os.path.relpath(p, common) if p else "" for p in absolute]
+    else:
+        shown = list(paths)
+    return [_elide(p, limit) for p in shown], base
+
+
+def _elide(text: str, limit: int) -> str:
+    if len(text) <= limit or limit < 8:
+        return text
+    head = max(3, (limit - 3) // 4)  # keep more of the end: the file name
+    return text[:head] + "..." + text[-(limit - 3 - head) :]
 
 
 def render_rows(
@@ -136,21 +197,45 @@ def render_rows(
     *,
     columns: Sequence[str] | None = None,
     title: str | None = None,
+    width: int | None = None,
 ) -> None:
-    """Print rows as a Rich table (plain aligned text when ``out`` is not a terminal)."""
+    """Print rows as a Rich table (plain aligned text when ``out`` is not a terminal).
+
+    Paths (``source``/``photo``/``video``/``file`` columns) are shown relative to the current
+    folder or to their common folder (named in the title) and elided past 40 characters, so
+    a table stays readable at 80 columns; JSON and CSV keep the full paths.
+    """
     from rich.console import Console
     from rich.table import Table
 
     out = out or sys.stdout
+    if width is None and not out.isatty():
+        width = 200
+    console = Console(file=out, soft_wrap=False, width=width, highlight=False, markup=False)
     cols = list(columns) if columns else (list(rows[0]) if rows else [])
-    table = Table(title=title, show_lines=False, header_style="bold")
+    cells = [[_cell(row.get(c)) for c in cols] for row in rows]
+    paths = [j for j, c in enumerate(cols) if c in PATH_COLUMNS]
+    # What the other columns need (content, header, 3 characters of padding and border each):
+    # the path columns get the rest, so each row stays on one line while it can.
+    others = sum(
+        max([len(cols[j])] + [len(r[j]) for r in cells]) + 3
+        for j in range(len(cols))
+        if j not in paths
+    )
+    limit = max(16, (console.width - others - 1) // max(1, len(paths)) - 3)
+    for j in paths:
+        if not cells:
+            break
+        shown, base = short_paths([r[j] for r in cells], limit=limit)
+        for r, v in zip(cells, shown):
+            r[j] = v
+        if base:
+            title = f"{title or cols[j]} in {base}"
+    table = Table(title=title, show_lines=False, header_style="bold", pad_edge=False)
     for c in cols:
         table.add_column(c, overflow="fold")
-    for row in rows:
-        table.add_row(*(_cell(row.get(c)) for c in cols))
-    console = Console(
-        file=out, soft_wrap=False, width=None if out.isatty() else 200, highlight=False
-    )
+    for r in cells:
+        table.add_row(*r)
     if not rows:
         console.print("(no rows)" if title is None else f"{title}: (no rows)")
         return

@@ -514,19 +514,10 @@ def analyse_frames(
             timings["decode"] += t1 - t0
             n += 1
             if pool is None and workers > 1 and n > POOL_AFTER_SAMPLES:
-                import multiprocessing as mp
-                from concurrent.futures import ProcessPoolExecutor
+                from .pipeline import worker_pool
 
-                from .pipeline import _worker_init
-
-                init: Any = _worker_init
-
-                pool = ProcessPoolExecutor(
-                    max_workers=workers,
-                    mp_context=mp.get_context("spawn"),
-                    initializer=init,
-                    initargs=(config,),
-                )
+                assert isinstance(config, PipelineConfig)
+                pool = worker_pool(config, workers)
             if pool is None:
                 fold(frame, *_analyse(pipeline, frame.rgb))
             else:
@@ -543,7 +534,9 @@ def analyse_frames(
         timings["analyse"] += _time.perf_counter() - t1
     finally:
         if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+            from .pipeline import stop_pool
+
+            stop_pool(pool)
     return agg.finish(), agg
 
 

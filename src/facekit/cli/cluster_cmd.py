@@ -25,6 +25,7 @@ from .common import (
     WeightsOpt,
     WorkersOpt,
     default_db,
+    file_error,
     handle_errors,
     parse_weights,
     resolve_format,
@@ -106,8 +107,8 @@ def _collect(
         )
         for result, reused in track(stream, len(files), "embedding", quiet):
             summary.add(result, reused)
-            if result.error and not quiet:
-                warn_line(result.error)
+            if result.error:
+                file_error(result.error)
             results.append(result)
     if videos:
         from ..decode import iter_frames
@@ -123,8 +124,7 @@ def _collect(
             except InputError as exc:
                 summary.files += 1
                 summary.errors += 1
-                if not quiet:
-                    warn_line(" ".join(str(exc).split()))
+                file_error(str(exc))
     meta = _models_meta(config)
     table = FaceTable.from_results(results, meta)
     for t in tables:

@@ -16,6 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from ..errors import FacekitError
 from ..render import Format
@@ -153,11 +154,17 @@ def resolve_format(fmt: Format | None) -> Format:
 
 # --------------------------------------------------------------------------- consoles, logging
 def stderr() -> Console:
-    """A Rich console on the current ``sys.stderr``."""
-    return Console(file=sys.stderr, highlight=False, soft_wrap=True)
+    """A Rich console on the current ``sys.stderr``.
+
+    Markup is off: messages carry user text (paths such as ``bad/[red]x.jpg``) that must be
+    printed as it is. Style with :class:`rich.text.Text` or ``style=`` instead.
+    """
+    return Console(file=sys.stderr, highlight=False, soft_wrap=True, markup=False)
 
 
 def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
+    """Log level from ``-v``/``-q`` (``-q`` keeps errors), Rich log lines on stderr, and
+    SIGTERM handled like Ctrl-C (see :func:`handle_errors`)."""
     level = (
         logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     )
@@ -173,15 +180,26 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     root.setLevel(level)
     for noisy in ("PIL", "matplotlib", "numba", "h5py", "urllib3"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    install_sigterm()
 
 
 def error_line(message: str) -> None:
-    """One red ``error:`` line on stderr."""
-    stderr().print(f"[red]error:[/red] {message}", markup=True, highlight=False)
+    """One red ``error:`` line on stderr (shown even with ``-q``)."""
+    stderr().print(Text.assemble(("error:", "red"), " ", _one_line(message)))
 
 
 def warn_line(message: str) -> None:
-    stderr().print(f"[yellow]warning:[/yellow] {message}", markup=True, highlight=False)
+    """One yellow ``warning:`` line on stderr (callers skip it under ``-q``)."""
+    stderr().print(Text.assemble(("warning:", "yellow"), " ", _one_line(message)))
+
+
+def file_error(message: str) -> None:
+    """A per-file problem (the batch goes on): one ``error:`` line, shown even with ``-q``."""
+    error_line(message)
+
+
+def _one_line(message: str) -> str:
+    return " ".join(str(message).split())
 
 
 def _debug() -> bool:
@@ -192,24 +210,166 @@ def _debug() -> bool:
     )
 
 
+#: Exit codes beyond the library's (see errors.py and README "Exit codes").
+EXIT_INTERNAL = 70
+EXIT_NO_MEMORY = 71
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+ISSUES_URL = "https://github.com/facekit-dev/facekit/issues"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``timeout``, ``kill``, a service manager): unwinds like Ctrl-C, exits 143.
+
+    A KeyboardInterrupt subclass so that every ``except KeyboardInterrupt: raise`` and every
+    cleanup path written for Ctrl-C (stopping worker processes, removing temp files) runs.
+    """
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def install_sigterm() -> None:
+    """Handle SIGTERM like SIGINT in this (main) process."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
 @contextmanager
 def handle_errors() -> Iterator[None]:
-    """Turn library errors into one stderr line and the documented exit code."""
+    """Turn every error into one stderr line and a documented exit code.
+
+    FacekitError -> its ``exit_code``; Ctrl-C -> 130; SIGTERM -> 143; out of memory -> 71;
+    an OSError no library code caught (an output that cannot be written) -> 74 naming the
+    path; anything else is a bug -> 70 with how to report it. ``FACEKIT_DEBUG=1`` re-raises
+    (traceback) instead.
+    """
+    import click
+
+    passthrough: tuple[type[BaseException], ...] = (
+        typer.Exit,
+        typer.Abort,
+        typer.BadParameter,
+        click.exceptions.Exit,
+        click.exceptions.Abort,
+        click.ClickException,
+    )
+    extra = getattr(getattr(typer, "exceptions", None), "TyperException", None)
+    if isinstance(extra, type):
+        passthrough += (extra,)
     try:
         yield
+    except passthrough:
+        raise  # typer.Exit / BadParameter: already the intended outcome
     except FacekitError as exc:
         if _debug():
             raise
-        error_line(" ".join(str(exc).split()))
+        error_line(str(exc))
         raise typer.Exit(exc.exit_code) from None
+    except Terminated:
+        error_line("terminated (SIGTERM)")
+        raise typer.Exit(EXIT_TERMINATED) from None
     except KeyboardInterrupt:
         error_line("interrupted")
-        raise typer.Exit(130) from None
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except BrokenPipeError:  # `facekit ... | head`
         try:
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115
         finally:
             raise typer.Exit(0) from None
+    except MemoryError as exc:
+        if _debug():
+            raise
+        detail = _one_line(str(exc))
+        error_line(
+            "out of memory"
+            + (f" ({detail})" if detail else "")
+            + ": try fewer inputs at once or a machine with more memory"
+        )
+        raise typer.Exit(EXIT_NO_MEMORY) from None
+    except OSError as exc:
+        if _debug():
+            raise
+        from ..errors import OutputError, os_error_line
+
+        error_line(os_error_line(exc))
+        raise typer.Exit(OutputError.exit_code) from None
+    except Exception as exc:
+        if _debug():
+            raise
+        error_line(
+            f"internal error: {type(exc).__name__}: {_one_line(str(exc))[:300]} -- this is a bug; "
+            f"please report it at {ISSUES_URL} with the traceback that FACEKIT_DEBUG=1 shows"
+        )
+        raise typer.Exit(EXIT_INTERNAL) from None
+
+
+# --------------------------------------------------------------------------- output paths
+def check_output_dir(path: Path | None, option: str) -> Path | None:
+    """Check (before any work) that ``path`` can be an output folder; create it if missing.
+
+    Raises:
+        UsageError: ``path`` exists and is not a folder.
+        OutputError: the folder cannot be created or written (read-only, permission denied).
+    """
+    from ..errors import OutputError, UsageError, os_error_line
+
+    if path is None:
+        return None
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{option} {path}: is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise UsageError(f"{option} {path}: a parent of this folder is a file") from None
+    except NotADirectoryError:
+        raise UsageError(f"{option} {path}: a parent of this folder is a file") from None
+    except OSError as exc:
+        raise OutputError(f"{option} {os_error_line(exc, path)}") from None
+    _probe_writable(path, option)
+    return path
+
+
+def check_output_file(path: Path | None, option: str) -> Path | None:
+    """Check (before any work) that ``path`` can be written as a file: not a folder, its
+    folder exists and is writable. ``-`` (stdout) is accepted as it is.
+
+    Raises:
+        UsageError: ``path`` is a folder, or its folder is missing or is a file.
+        OutputError: the folder cannot be written (read-only, permission denied).
+    """
+    from ..errors import UsageError
+
+    if path is None or str(path) == "-":
+        return path
+    if path.is_dir():
+        raise UsageError(f"{option} {path}: is a folder, not a file")
+    parent = path.parent
+    if not parent.exists():
+        raise UsageError(f"{option} {path}: the folder {parent} does not exist (create it first)")
+    if not parent.is_dir():
+        raise UsageError(f"{option} {path}: {parent} is a file, not a folder")
+    _probe_writable(parent, option, target=path)
+    return path
+
+
+def _probe_writable(folder: Path, option: str, target: Path | None = None) -> None:
+    """Create and remove a temp file in ``folder``: the only check that sees read-only
+    mounts, ACLs and root squash the same way the real write will."""
+    import tempfile
+
+    from ..errors import OutputError, os_error_line
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".facekit-probe-"):
+            pass
+    except OSError as exc:
+        raise OutputError(f"{option} {os_error_line(exc, target or folder)}") from None
 
 
 # --------------------------------------------------------------------------- progress

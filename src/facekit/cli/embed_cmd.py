@@ -80,7 +80,7 @@ def embed_cmd(
 ) -> None:
     """Detect and embed every face in photos: one row per face.
 
-    Writes a Parquet table (source, face index, box [x, y, w, h] in original pixels,
+    Writes a Parquet table (source, face index, box \\[x, y, w, h] in original pixels,
     landmarks, detector score, face size, one embedding column per model and the models'
     fingerprints). Unchanged files (same SHA-256) are skipped when re-running onto the same
     output.

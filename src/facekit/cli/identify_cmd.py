@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -21,13 +21,14 @@ from .common import (
     UpsampleOpt,
     VerboseOpt,
     WorkersOpt,
+    check_output_dir,
     default_db,
+    file_error,
     handle_errors,
     resolve_format,
     setup_logging,
     stderr,
     track,
-    warn_line,
 )
 from .runner import expand_inputs
 
@@ -41,7 +42,40 @@ COLUMNS = [
     "nearest",
     "nearest_confidence",
     "distances",
+    "error",
 ]
+#: The terminal table: what fits in 80 columns (CSV and JSON keep every field).
+TABLE_COLUMNS = ["source", "face", "person", "confidence", "note"]
+
+
+def table_rows(pm: Any) -> list[dict[str, Any]]:
+    """Short rows for the terminal table: who (``unknown`` spelled out), how sure, and a note
+    (nearest person for an unknown face, "no face found", or the file's error)."""
+    r = pm.result
+    if r.error:
+        msg = r.error[len(r.source) + 2 :] if r.error.startswith(f"{r.source}: ") else r.error
+        return [{"source": r.source, "person": "ERROR", "note": msg}]
+    if not pm.matches:
+        return [{"source": r.source, "person": "-", "note": "no face found"}]
+    out = []
+    for i, m in enumerate(pm.matches):
+        best = m.candidates[0] if m.candidates else None
+        if m.identity is not None:
+            who = m.identity.person
+            if m.identity.name and m.identity.name != who:
+                who = f"{m.identity.name} ({who})"
+            out.append(
+                {
+                    "source": r.source,
+                    "face": i,
+                    "person": who,
+                    "confidence": f"{m.identity.confidence:.0f}",
+                }
+            )
+        else:
+            note = f"nearest: {best.person} ({best.confidence:.0f})" if best else ""
+            out.append({"source": r.source, "face": i, "person": "unknown", "note": note})
+    return out
 
 
 def identify_cmd(
@@ -69,9 +103,17 @@ def identify_cmd(
         Path | None,
         typer.Option(
             "--annotate",
-            help="Write copies of the photos with boxes and names drawn into this folder.",
+            metavar="DIR",
+            help="Write copies of the photos with boxes and names drawn into this folder, "
+            "mirroring the input folders; each copy keeps its photo's format.",
         ),
     ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite", help="Replace annotated copies already in the --annotate folder."
+        ),
+    ] = False,
     fmt: FormatOpt = None,
     workers: WorkersOpt = None,
     offline: OfflineOpt = False,
@@ -87,7 +129,9 @@ def identify_cmd(
 
         facekit identify party.jpg -d faces.db
 
-        facekit identify ./album --format ndjson | jq -c '.faces[].identity.name'
+        facekit identify ./album --format ndjson | jq -c '{source, who: [.faces[].identity.name]}'
+
+        facekit identify ./album --annotate ./annotated
 
     Exit codes: 0 at least one known person found; 1 none found; 3 some files unreadable;
     4 model error; 5 database error (missing, tampered, wrong key).
@@ -113,10 +157,18 @@ def identify_cmd(
         if upsample is not None:  # detection only: embeddings stay comparable with the database
             config = replace(config, upsample=upsample)
         files = expand_inputs(paths, sys.stdin)
+        targets = {}
+        if annotate is not None:
+            from ..annotate import annotation_targets
+
+            check_output_dir(annotate, "--annotate")
+            targets = annotation_targets(files, annotate, overwrite=overwrite)
         ident = Identifier(
             database, top_k=top_k, min_confidence=min_confidence, max_strangers=max_strangers
         )
-        renderer = Renderer(resolve_format(fmt), columns=COLUMNS, title="faces")
+        renderer = Renderer(
+            resolve_format(fmt), columns=COLUMNS, table_columns=TABLE_COLUMNS, title="faces"
+        )
         found = errors = 0
         bars = DownloadBars(quiet)
         try:
@@ -125,14 +177,15 @@ def identify_cmd(
                 pm = ident.match_result(result)
                 if result.error:
                     errors += 1
-                    if not quiet:
-                        warn_line(result.error)
+                    file_error(result.error)
                 found += len(pm.known)
-                renderer.add(pm.to_record(), pm.rows())
-                if annotate is not None and not result.error:
+                record = pm.to_record()
+                record.setdefault("error", None)
+                renderer.add(record, pm.rows(), table_rows(pm))
+                if result.source in targets and not result.error:
                     from ..annotate import annotate_photo
 
-                    annotate_photo(result.source, pm, annotate)
+                    annotate_photo(result.source, pm, targets[result.source])
         finally:
             bars.close()
         renderer.close()

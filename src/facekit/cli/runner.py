@@ -10,7 +10,14 @@ from typing import IO, Any
 
 from ..errors import UsageError
 from ..render import Format, Renderer
-from .common import resolve_format, track, warn_line
+from .common import (
+    check_output_dir,
+    check_output_file,
+    file_error,
+    resolve_format,
+    track,
+    warn_line,
+)
 
 
 def build_config(
@@ -98,7 +105,71 @@ class Summary:
         return 0 if self.faces else 1
 
 
-EMBED_TABLE_COLUMNS = ["source", "face", "x", "y", "w", "h", "det_score", "face_size"]
+#: The terminal table of ``embed``: what fits in 80 columns (CSV and JSON keep every field).
+EMBED_TABLE_COLUMNS = ["source", "face", "box", "det_score", "size", "dims"]
+#: CSV columns before the embeddings; ``error`` is set (and ``face`` empty) for unreadable
+#: files, ``face`` is empty and ``error`` blank for files without a face.
+EMBED_CSV_COLUMNS = [
+    "source",
+    "face",
+    "x",
+    "y",
+    "w",
+    "h",
+    "landmarks",
+    "det_score",
+    "face_size",
+    "time",
+    "digest",
+    "error",
+    "dims",
+]
+
+
+def check_embed_outputs(output: Path | None, sidecar: bool, files: list[str]) -> None:
+    """Refuse unwritable outputs before any photo is processed."""
+    check_output_file(output, "--output")
+    if sidecar:
+        for folder in dict.fromkeys(str(Path(f).parent) for f in files):
+            check_output_dir(Path(folder), "--sidecar")
+
+
+def embed_table_rows(result: Any) -> list[dict[str, Any]]:
+    """Short rows for the terminal table of ``embed``."""
+    if result.error:
+        msg = result.error
+        if msg.startswith(f"{result.source}: "):
+            msg = msg[len(result.source) + 2 :]
+        return [{"source": result.source, "face": "ERROR", "box": msg}]
+    if len(result.faces) == 0:
+        return [{"source": result.source, "face": "-", "box": "no face found"}]
+    dims = ",".join(f"{m}:{v.shape[1]}" for m, v in result.embeddings.vectors.items())
+    rows = []
+    for i, (x, y, w, h) in enumerate(result.faces.xywh.tolist()):
+        rows.append(
+            {
+                "source": result.source,
+                "face": i,
+                "box": f"{x:.0f},{y:.0f},{w:.0f},{h:.0f}",
+                "det_score": float(result.faces.confidence[i]),
+                "size": f"{float(result.faces.size[i]):.0f}",
+                "dims": dims,
+            }
+        )
+    return rows
+
+
+def embed_csv_rows(result: Any) -> list[dict[str, Any]]:
+    """CSV rows of one file: one per face with embeddings, or one marking no face / the error."""
+    from ..facetable import face_rows
+
+    rows = face_rows(result, with_embeddings=True)
+    if not rows:
+        return [{"source": result.source, "digest": result.digest, "error": result.error}]
+    dims = ",".join(f"{m}:{v.shape[1]}" for m, v in result.embeddings.vectors.items())
+    for row in rows:
+        row["dims"] = dims
+    return rows
 
 
 def embed_inputs(
@@ -116,10 +187,11 @@ def embed_inputs(
     engine: Any = None,
 ) -> Summary:
     """Run ``facekit embed``: returns the summary; writes table / sidecars / stdout records."""
-    from ..facetable import FaceTable, face_rows, record_for, write_atomic
+    from ..facetable import FaceTable, record_for, write_atomic
     from ..pipeline import embed_incremental
 
     files = expand_inputs(paths, stdin)
+    check_embed_outputs(output, sidecar, files)
     previous = None
     if output is not None and output.exists() and not force:
         previous = FaceTable.read(output)
@@ -133,7 +205,8 @@ def embed_inputs(
         # CSV keeps every column (embeddings included); the table shows a readable subset.
         renderer = Renderer(
             out_fmt,
-            columns=None if out_fmt is Format.csv else EMBED_TABLE_COLUMNS + ["dims"],
+            columns=EMBED_CSV_COLUMNS + [f"emb_{m}" for m in config.models],
+            table_columns=EMBED_TABLE_COLUMNS,
             title="faces",
         )
     summary = Summary()
@@ -143,8 +216,8 @@ def embed_inputs(
     )
     for result, reused in track(stream, len(files), "embedding", quiet):
         summary.add(result, reused)
-        if result.error and not quiet:
-            warn_line(result.error)
+        if result.error:
+            file_error(result.error)
         if output is not None:
             results.append(result)
         if sidecar and not result.error:
@@ -154,13 +227,11 @@ def embed_inputs(
                 lambda tmp, rec=rec: Path(tmp).write_text(json.dumps(_plain(rec)) + "\n"),
             )
         if renderer is not None:
-            rows = face_rows(result, with_embeddings=renderer.fmt is Format.csv)
-            for r in rows:
-                r.pop("landmarks", None) if renderer.fmt is Format.table else None
-                r["dims"] = ",".join(
-                    f"{m}:{v.shape[1]}" for m, v in result.embeddings.vectors.items()
-                )
-            renderer.add(record_for(result), rows)
+            renderer.add(
+                record_for(result),
+                embed_csv_rows(result) if renderer.fmt is Format.csv else None,
+                embed_table_rows(result),
+            )
     if renderer is not None:
         renderer.close()
     if output is not None:

@@ -21,6 +21,7 @@ from .common import (
     UpsampleOpt,
     VerboseOpt,
     default_db,
+    file_error,
     handle_errors,
     resolve_format,
     setup_logging,
@@ -126,7 +127,7 @@ def video_cmd(
 
     Samples one frame every --interval seconds (or --frames N spread over the runtime),
     identifies the faces against a database made by build-index, and joins each person's
-    sightings into segments [start, end] in seconds (a gap of more than two sampling steps
+    sightings into segments \\[start, end] in seconds (a gap of more than two sampling steps
     splits a segment). Unknown faces that recur become tracks unknown-1, unknown-2, ... with
     their own segments and crops. Known people are ranked by frames x mean confidence.
 
@@ -232,8 +233,7 @@ def video_cmd(
                 report = _run_with_progress(job, source, quiet)
             except InputError as exc:
                 errors += 1
-                if not quiet:
-                    warn_line(" ".join(str(exc).split()))
+                file_error(str(exc))
                 continue
             if report.warning and not quiet:
                 warn_line(report.warning)
