@@ -174,7 +174,11 @@ def test_unwritable_output_folders_fail_before_work(db, tmp_path, fr_examples):
             text=True,
             timeout=300,
         )
-        assert r.returncode == 74 and "--sidecar" in r.stderr and "permission denied" in r.stderr.lower()
+        assert (
+            r.returncode == 74
+            and "--sidecar" in r.stderr
+            and "permission denied" in r.stderr.lower()
+        )
         assert list(photos.iterdir()) == [photos / "o.jpg"]
     finally:
         os.chmod(ro, 0o755)

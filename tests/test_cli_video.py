@@ -75,7 +75,7 @@ def test_json_contract(setup, tmp_path: Path) -> None:
     assert set(people) == {"Bill_Clinton", "Serena_Williams"}
     bill = people["Bill_Clinton"]
     assert bill["segments"] == [[0, 5], [30, 35]] and bill["frames"] == 4
-    assert 50 <= bill["confidence"] <= 100 and bill["name"] is None
+    assert 50 <= bill["confidence"] <= 100 and bill["name"] == "Bill_Clinton"  # id when no name
     assert people["Serena_Williams"]["segments"] == [[20, 25]]
     for key in (
         "person",

@@ -83,9 +83,9 @@ def test_workers_exit_when_parent_is_killed(many_photos, tmp_path):
     script.write_text(
         "import sys\n"
         "from facekit.pipeline import PipelineConfig, run_paths\n"
-        "paths = sys.argv[1:]\n"
-        "for r in run_paths(PipelineConfig(), paths, workers=2):\n"
-        "    pass\n"
+        "if __name__ == '__main__':\n"
+        "    for r in run_paths(PipelineConfig(), sys.argv[1:], workers=2):\n"
+        "        pass\n"
     )
     proc = subprocess.Popen(
         [sys.executable, str(script), *many_photos],
@@ -93,6 +93,7 @@ def test_workers_exit_when_parent_is_killed(many_photos, tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
+    workers: set[int] = set()
     try:
         workers = wait_for_workers(proc, 2)
         os.kill(proc.pid, signal.SIGKILL)
@@ -102,8 +103,9 @@ def test_workers_exit_when_parent_is_killed(many_photos, tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-        for p in children(proc.pid):
-            os.kill(p, signal.SIGKILL)
+        for p in workers:
+            if alive(p):
+                os.kill(p, signal.SIGKILL)
 
 
 def test_sigterm_is_handled_like_ctrl_c(many_photos, tmp_path, fr_examples):
@@ -147,14 +149,18 @@ def test_sigterm_is_handled_like_ctrl_c(many_photos, tmp_path, fr_examples):
             stderr=subprocess.PIPE,
             text=True,
         )
+        workers: set[int] = set()
         try:
             workers = wait_for_workers(proc, 2)
             os.kill(proc.pid, signal.SIGTERM)
             _, err = proc.communicate(timeout=30)
             assert proc.returncode == 143, err
-            assert err.strip().splitlines()[-1] == "error: terminated (SIGTERM)"
+            assert err.strip().splitlines()[-1] == "error: terminated (SIGTERM)", err
             assert "Traceback" not in err
             assert not wait_gone(workers, timeout=5)
         finally:
             if proc.poll() is None:
                 proc.kill()
+            for p in workers:
+                if alive(p):
+                    os.kill(p, signal.SIGKILL)

@@ -7,6 +7,7 @@ processes (one per core) for large batches; each worker loads the models once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -236,13 +237,17 @@ def stop_pool(pool: Any, *, wait: bool = False) -> None:
     terminated (not left to finish their task), so an interrupted run leaves no process behind."""
     processes = list((getattr(pool, "_processes", None) or {}).values())
     pool.shutdown(wait=False, cancel_futures=True)
+    # The pool's own manager thread may be reaping the same processes at this moment (a
+    # broken pool, an interrupt): any of these calls can then meet a closed handle.
     for proc in processes:
-        if proc.is_alive():
-            proc.terminate()
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            if proc.is_alive():
+                proc.terminate()
     for proc in processes:
-        proc.join(timeout=5 if wait else 1)
-        if proc.is_alive():  # pragma: no cover - a worker stuck in native code
-            proc.kill()
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            proc.join(timeout=5 if wait else 1)
+            if proc.is_alive():  # pragma: no cover - a worker stuck in native code
+                proc.kill()
 
 
 def _worker_run(path: str) -> ImageResult:

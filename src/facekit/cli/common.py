@@ -412,33 +412,132 @@ class DownloadBars:
             self._progress = None
 
 
-def track(items: Iterable[T], total: int | None, description: str, quiet: bool) -> Iterator[T]:
-    """Wrap an iterator in a Rich progress bar on stderr (nothing when ``quiet``)."""
+class ProgressBar:
+    """One progress line on stderr: count and total, a bar and the time left when the total is
+    known, a spinner and the count when it is not. Nothing at all when ``quiet``.
+
+    For callback-style progress (``on_result``/``on_sample`` hooks); :func:`track` wraps an
+    iterator with it. The total may be learnt late (:meth:`set_total`).
+
+    Example:
+        >>> with ProgressBar("embedding gallery", total=len(files), quiet=quiet) as bar:
+        ...     build_index(..., on_result=lambda r: bar.advance())
+    """
+
+    def __init__(
+        self, description: str, total: int | None = None, *, quiet: bool = False, unit: str = ""
+    ):
+        self.description = description
+        self.total = total
+        self.quiet = quiet
+        self.unit = unit
+        self._progress: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> ProgressBar:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        if self.quiet or self._progress is not None:
+            return
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            _CountColumn(self.unit),
+            TimeElapsedColumn(),
+            _RemainingColumn(),
+            console=stderr(),
+            transient=True,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task(self.description, total=self.total)
+
+    def set_total(self, total: int | None) -> None:
+        self.total = total
+        if self._progress is not None:
+            self._progress.update(self._task, total=total)
+
+    def advance(self, n: int = 1, description: str | None = None) -> None:
+        if self.quiet:
+            return
+        if self._progress is None:
+            self.start()
+        kw: dict[str, Any] = {"advance": n}
+        if description is not None:
+            kw["description"] = description
+        self._progress.update(self._task, **kw)
+
+    @property
+    def completed(self) -> float:
+        if self._progress is None:
+            return 0
+        return float(self._progress.tasks[0].completed)
+
+    def stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+def _progress_columns() -> tuple[Any, Any]:
+    from rich.progress import ProgressColumn
+    from rich.text import Text as _Text
+
+    class CountColumn(ProgressColumn):
+        """``12/790 files`` with a known total, ``12 files`` without (never ``12/?``)."""
+
+        def __init__(self, unit: str = ""):
+            super().__init__()
+            self.unit = f" {unit}" if unit else ""
+
+        def render(self, task: Any) -> Any:
+            done = int(task.completed)
+            if task.total is None:
+                return _Text(f"{done}{self.unit}", style="progress.download")
+            return _Text(f"{done}/{int(task.total)}{self.unit}", style="progress.download")
+
+    class RemainingColumn(ProgressColumn):
+        """``ETA 0:01:23`` once the total and a rate are known; blank otherwise."""
+
+        max_refresh = 0.5
+
+        def render(self, task: Any) -> Any:
+            left = task.time_remaining
+            if task.total is None or left is None:
+                return _Text("")
+            m, sec = divmod(int(left), 60)
+            h, m = divmod(m, 60)
+            return _Text(f"ETA {h}:{m:02d}:{sec:02d}", style="progress.remaining")
+
+    return CountColumn, RemainingColumn
+
+
+def _CountColumn(unit: str = "") -> Any:  # noqa: N802 - a column factory, used like a class
+    return _progress_columns()[0](unit)
+
+
+def _RemainingColumn() -> Any:  # noqa: N802
+    return _progress_columns()[1]()
+
+
+def track(
+    items: Iterable[T], total: int | None, description: str, quiet: bool, unit: str = ""
+) -> Iterator[T]:
+    """Wrap an iterator in a :class:`ProgressBar` on stderr (nothing when ``quiet``): pass
+    the total whenever it is knowable (files, samples of a video of known duration)."""
     if quiet:
         yield from items
         return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=stderr(),
-        transient=True,
-    ) as progress:
-        task = progress.add_task(description, total=total)
+    with ProgressBar(description, total, unit=unit) as bar:
         for item in items:
             yield item
-            progress.advance(task)
+            bar.advance()
 
 
 def parse_weights(text: str | None) -> tuple[float, ...] | None:

@@ -173,7 +173,7 @@ def identify_cmd(
         bars = DownloadBars(quiet)
         try:
             stream = run_paths(config, files, workers=workers, progress=bars)
-            for result in track(stream, len(files), "identifying", quiet):
+            for result in track(stream, len(files), "identifying", quiet, unit="files"):
                 pm = ident.match_result(result)
                 if result.error:
                     errors += 1

@@ -214,7 +214,7 @@ def embed_inputs(
     stream = embed_incremental(
         config, files, previous, force=force, workers=workers, progress=progress, engine=engine
     )
-    for result, reused in track(stream, len(files), "embedding", quiet):
+    for result, reused in track(stream, len(files), "embedding", quiet, unit="files"):
         summary.add(result, reused)
         if result.error:
             file_error(result.error)
