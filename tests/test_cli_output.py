@@ -279,3 +279,25 @@ def test_table_fits_80_columns():
     body = [ln for ln in lines if ".jpg" in ln]
     assert len(body) == 5  # one line per row: no wrapping
     assert sum("unknown" in ln for ln in body) == 2
+
+
+def test_video_and_cluster_outputs_are_checked_before_work(tmp_path, fr_examples):
+    """Issue 15: `cluster -o` into a missing folder used to crash after all the work."""
+    (tmp_path / "afile").write_text("x")
+    photo = str(fr_examples / "obama.jpg")
+    nodb = str(tmp_path / "no.db")
+    cases = [
+        (["video", "v.mp4", "-d", nodb, "--crops", str(tmp_path / "afile")], "is a file"),
+        (
+            ["video", "v.mp4", "-d", nodb, "--timeline", str(tmp_path / "no" / "t.png")],
+            "does not exist",
+        ),
+        (["video", "v.mp4", "-d", nodb, "--timeline", str(tmp_path)], "is a folder"),
+        (["cluster", photo, "-o", str(tmp_path / "no" / "c.json")], "does not exist"),
+        (["cluster", photo, "--sheets", str(tmp_path / "afile")], "is a file"),
+    ]
+    for args, text in cases:
+        r = run(*args)
+        assert r.returncode == 2, (args, r.stderr)
+        assert text in r.stderr and len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
+        assert "Traceback" not in r.stderr

@@ -218,7 +218,7 @@ def render_rows(
     # What the other columns need (content, header, 3 characters of padding and border each):
     # the path columns get the rest, so each row stays on one line while it can.
     others = sum(
-        max([len(cols[j])] + [len(r[j]) for r in cells]) + 3
+        min(30, max([len(cols[j])] + [len(r[j]) for r in cells])) + 3  # longer cells wrap
         for j in range(len(cols))
         if j not in paths
     )
@@ -232,8 +232,14 @@ def render_rows(
         if base:
             title = f"{title or cols[j]} in {base}"
     table = Table(title=title, show_lines=False, header_style="bold", pad_edge=False)
-    for c in cols:
-        table.add_column(c, overflow="fold")
+    for j, c in enumerate(cols):
+        wide = max([len(c)] + [len(r[j]) for r in cells])
+        if j in paths:  # already shortened to fit: never folded over two lines
+            table.add_column(c, no_wrap=True, min_width=min(wide, limit))
+        elif wide <= 24:  # short values (ids, numbers, boxes) stay whole; long text wraps
+            table.add_column(c, no_wrap=True, min_width=wide)
+        else:
+            table.add_column(c, overflow="fold")
     for r in cells:
         table.add_row(*r)
     if not rows:

@@ -24,6 +24,8 @@ from .common import (
     VerboseOpt,
     WeightsOpt,
     WorkersOpt,
+    check_output_dir,
+    check_output_file,
     default_db,
     file_error,
     handle_errors,
@@ -329,6 +331,8 @@ def cluster_cmd(
 
     setup_logging(verbose, quiet)
     with handle_errors():
+        check_output_file(output, "--output")  # outputs: checked before any work
+        check_output_dir(sheets, "--sheets")
         database = None
         if suggest_names:
             from ..database import Database

@@ -106,7 +106,7 @@ class Summary:
 
 
 #: The terminal table of ``embed``: what fits in 80 columns (CSV and JSON keep every field).
-EMBED_TABLE_COLUMNS = ["source", "face", "box", "det_score", "size", "dims"]
+EMBED_TABLE_COLUMNS = ["source", "face", "box", "det_score", "size", "note"]
 #: CSV columns before the embeddings; ``error`` is set (and ``face`` empty) for unreadable
 #: files, ``face`` is empty and ``error`` blank for files without a face.
 EMBED_CSV_COLUMNS = [
@@ -140,10 +140,9 @@ def embed_table_rows(result: Any) -> list[dict[str, Any]]:
         msg = result.error
         if msg.startswith(f"{result.source}: "):
             msg = msg[len(result.source) + 2 :]
-        return [{"source": result.source, "face": "ERROR", "box": msg}]
+        return [{"source": result.source, "face": "ERROR", "note": msg}]
     if len(result.faces) == 0:
-        return [{"source": result.source, "face": "-", "box": "no face found"}]
-    dims = ",".join(f"{m}:{v.shape[1]}" for m, v in result.embeddings.vectors.items())
+        return [{"source": result.source, "face": "-", "note": "no face found"}]
     rows = []
     for i, (x, y, w, h) in enumerate(result.faces.xywh.tolist()):
         rows.append(
@@ -153,7 +152,6 @@ def embed_table_rows(result: Any) -> list[dict[str, Any]]:
                 "box": f"{x:.0f},{y:.0f},{w:.0f},{h:.0f}",
                 "det_score": float(result.faces.confidence[i]),
                 "size": f"{float(result.faces.size[i]):.0f}",
-                "dims": dims,
             }
         )
     return rows

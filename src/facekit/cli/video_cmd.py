@@ -20,6 +20,8 @@ from .common import (
     QuietOpt,
     UpsampleOpt,
     VerboseOpt,
+    check_output_dir,
+    check_output_file,
     default_db,
     file_error,
     handle_errors,
@@ -169,6 +171,9 @@ def video_cmd(
             raise UsageError(f"--end ({end}) must be after --start ({start})")
         if detections is not None and detections.suffix.lower() != ".parquet":
             raise UsageError(f"--detections writes Parquet: give a .parquet file, not {detections}")
+        check_output_file(timeline, "--timeline")  # outputs: checked before any work
+        check_output_file(detections, "--detections")
+        check_output_dir(crops, "--crops")
 
         database = Database.open(db or default_db())
         config = database.config
