@@ -301,3 +301,32 @@ def test_video_and_cluster_outputs_are_checked_before_work(tmp_path, fr_examples
         assert r.returncode == 2, (args, r.stderr)
         assert text in r.stderr and len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
         assert "Traceback" not in r.stderr
+
+
+def test_disk_full_is_one_line_and_keeps_the_previous_output(tmp_path, fr_examples):
+    """A real full disk: a 1 MB tmpfs in a private mount namespace (needs root and unshare)."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare for a private tmpfs")
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    photos = " ".join(str(fr_examples / n) for n in ("obama.jpg", "biden.jpg", "two_people.jpg"))
+    fk = f"{sys.executable} -m facekit"
+    inner = (
+        f"mount -t tmpfs -o size=1m tmpfs {mnt} && "
+        f"{fk} embed {fr_examples / 'obama.jpg'} -o {mnt}/f.parquet -q && "
+        f"cp {mnt}/f.parquet {tmp_path}/before.parquet && "
+        f"(dd if=/dev/zero of={mnt}/fill bs=64k 2>/dev/null; true) && "
+        f"{fk} embed {photos} -o {mnt}/f.parquet --force; echo rc=$?; "
+        f"cmp {mnt}/f.parquet {tmp_path}/before.parquet && echo same; ls -a {mnt}"
+    )
+    r = subprocess.run(
+        ["unshare", "-m", "sh", "-c", inner], capture_output=True, text=True, timeout=300
+    )
+    if "mount:" in r.stderr:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    assert "rc=74" in r.stdout, r.stdout + r.stderr
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "disk full" in errors[0] and "f.parquet" in errors[0], r.stderr
+    assert "Traceback" not in r.stderr
+    assert "same" in r.stdout  # the previous table is untouched
+    assert ".tmp" not in r.stdout  # and no temp file is left behind

@@ -84,7 +84,7 @@ EngineOpt = Annotated[
     typer.Option(
         "--engine",
         metavar="local|ray",
-        help="Where detection and embedding run: local (worker processes here) or ray (a Ray cluster; pip install 'facekit-cli[ray]').",
+        help="Where detection and embedding run: local (worker processes here) or ray (a Ray cluster; pip install 'facekit-cli\\[ray]').",
     ),
 ]
 RayAddressOpt = Annotated[

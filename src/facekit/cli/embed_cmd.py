@@ -91,8 +91,8 @@ def embed_cmd(
 
         find . -name '*.jpg' | facekit embed - --format ndjson > faces.ndjson
 
-    Exit codes: 0 faces found; 1 no face in any file; 3 some files could not be read;
-    4 model error.
+    Exit codes: 0 faces found; 1 no face in any file; 2 usage error; 3 some files could not
+    be read; 4 model error; 74 an output cannot be written (disk full, read-only folder).
     """
     setup_logging(verbose, quiet)
     with handle_errors():

@@ -133,8 +133,9 @@ def identify_cmd(
 
         facekit identify ./album --annotate ./annotated
 
-    Exit codes: 0 at least one known person found; 1 none found; 3 some files unreadable;
-    4 model error; 5 database error (missing, tampered, wrong key).
+    Exit codes: 0 at least one known person found; 1 none found; 2 usage error (e.g.
+    --annotate files already there); 3 some files unreadable; 4 model error; 5 database error
+    (missing, tampered, wrong key); 74 an output cannot be written; 143 terminated.
     """
     setup_logging(verbose, quiet)
     with handle_errors():
