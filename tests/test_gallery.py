@@ -423,3 +423,50 @@ def test_database_enroll_api_is_idempotent(base, tmp_path, lfw):
     assert d.enroll(*args) == 1
     assert d.enroll(*args) == 0
     assert Database.open(db).n_faces == d.n_faces + 1
+
+
+def test_db_path_that_is_a_file_is_one_line(tmp_path, fr_examples):
+    people = _people(fr_examples, tmp_path / "people")
+    (tmp_path / "afile").write_text("x")
+    r = runner.invoke(app, ["build-index", str(people), "-d", str(tmp_path / "afile"), "-q"])
+    assert r.exit_code == 2 and "is not a folder" in r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit)
+    r = runner.invoke(app, ["build-index", str(people), "-d", str(tmp_path / "afile" / "db")])
+    assert r.exit_code == 2 and "not a folder" in r.output
+
+
+def test_encrypted_database_rerun_keeps_encryption(tmp_path, fr_examples, monkeypatch):
+    """A cron re-run without repeating --encrypt keeps the database encrypted."""
+    monkeypatch.setenv("FACEKIT_KEY", "k")
+    people = tmp_path / "people"
+    _photo(fr_examples, people / "obama" / "a.jpg")
+    _photo(fr_examples, people / "biden" / "b.jpg", "biden.jpg")
+    db = tmp_path / "db"
+    args = ["build-index", str(people), "-d", str(db), "-q", "-j", "1"]
+    assert runner.invoke(app, [*args, "--encrypt"]).exit_code == 0
+    _photo(fr_examples, people / "obama" / "c.jpg", "obama2.jpg")
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert Database.open(db).manifest["encrypted"] and Database.open(db).n_faces == 3
+
+
+@pytest.mark.parametrize(
+    "member,match",
+    [
+        ({"source": "a.jpg", "face": 0}, "member 0 \\(a.jpg\\): no box"),
+        ({"source": "a.jpg", "box": [1, 2, "x", 4]}, "no box"),
+        ({"box": [1, 2, 3, 4]}, "member 0: no 'source'"),
+        ({"source": "a.jpg", "box": [1, 2, 3, 4], "face": "0"}, "'face' must be an integer"),
+    ],
+)
+def test_enroll_bad_cluster_members_are_one_line(base, tmp_path, member, match):
+    """Cluster members lacking `box` used to crash enroll with KeyError (issue 15)."""
+    _, db, _ = _copy(base, tmp_path)
+    cf = tmp_path / "c.json"
+    cf.write_text(json.dumps({"clusters": [{"id": "c-0001", "members": [member]}]}))
+    r = runner.invoke(app, ["enroll", "c-0001", "--id", "x", "-d", str(db), "-c", str(cf)])
+    assert r.exit_code == 3, r.output
+    assert str(cf) in r.output and len(r.output.strip().splitlines()) == 1
+    import re
+
+    assert re.search(match, r.output)

@@ -440,6 +440,37 @@ def crop_for_member(
 
 
 # --------------------------------------------------------------------------- cluster members
+def check_members(cluster: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
+    """Check that a cluster's members have what enrolling needs (``source``, ``box``).
+
+    Raises:
+        InputError: one line naming the cluster file, the cluster and the member.
+    """
+    cid = cluster.get("id")
+    members = cluster.get("members")
+    if not isinstance(members, list):
+        raise InputError(f"{path}: cluster {cid}: no 'members' list; re-run facekit cluster -o")
+    for i, m in enumerate(members):
+        where = f"{path}: cluster {cid}, member {i}"
+        if not isinstance(m, dict) or not isinstance(m.get("source"), str):
+            raise InputError(f"{where}: no 'source'; re-run facekit cluster -o")
+        box = m.get("box")
+        if (
+            not isinstance(box, (list, tuple))
+            or len(box) != 4
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)
+        ):
+            raise InputError(
+                f"{where} ({m['source']}): no box [x, y, w, h]; re-run facekit cluster -o"
+            )
+        face = m.get("face", 0)
+        if not isinstance(face, int) or isinstance(face, bool):
+            raise InputError(f"{where} ({m['source']}): 'face' must be an integer")
+        t = m.get("time")
+        if t is not None and (not isinstance(t, (int, float)) or isinstance(t, bool)):
+            raise InputError(f"{where} ({m['source']}): 'time' must be a number of seconds")
+
+
 def member_box(member: Mapping[str, Any]) -> tuple[float, float, float, float]:
     box = member.get("box")
     src = member.get("source", "?")

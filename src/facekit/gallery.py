@@ -137,6 +137,24 @@ def dominant_face(result: ImageResult) -> int:
     return int(np.argmax(area * (1.0 - 0.5 * off)))
 
 
+def check_db_path(db_path: Path) -> None:
+    """Refuse, before any work, a database path that is a file or cannot be written.
+
+    Raises:
+        UsageError: the path exists and is not a folder.
+        DatabaseError: the folder (or the folder it would be created in) is not writable.
+    """
+    if db_path.exists() and not db_path.is_dir():
+        raise UsageError(f"{db_path}: exists and is not a folder (-d names a database folder)")
+    probe = db_path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UsageError(f"{probe}: not a folder (cannot create the database {db_path})")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise DatabaseError(f"{probe}: permission denied (cannot write the database {db_path})")
+
+
 # --------------------------------------------------------------------------- settings
 def _open_existing(db_path: Path, key: str | None) -> Database | None:
     if not Database.exists(db_path):
@@ -266,6 +284,7 @@ def build_index(
     db_path = Path(db_path)
     if not people_dir.is_dir():
         raise InputError(f"{people_dir}: not a folder (expected one subfolder per person)")
+    check_db_path(db_path)
     report = BuildReport(str(db_path))
     with Database.lock(db_path):
         old: Database | None = None

@@ -29,6 +29,7 @@ from .gallery import (
     _open_existing,
     _persons,
     _Plan,
+    check_db_path,
 )
 
 __all__ = ["build_from_embeddings"]
@@ -103,6 +104,7 @@ def build_from_embeddings(
 
     table_path = Path(table_path)
     db_path = Path(db_path)
+    check_db_path(db_path)
     try:
         # the facekit.files metadata of a million-photo table exceeds pyarrow's default
         # footer limits (100 MB); the footer is read once, so allow up to 2 GB

@@ -491,6 +491,7 @@ def enroll_cmd(
     from ..cluster import read_cluster_file, write_cluster_file
     from ..database import Database
     from ..enroll import (
+        check_members,
         crop_for_member,
         enroll_faces,
         member_box,
@@ -505,11 +506,14 @@ def enroll_cmd(
             raise UsageError("give --id or --name (or both)")
         person_id = person or "-".join((name or "").lower().split())
         doc = read_cluster_file(clusters)
-        cluster = next((c for c in doc["clusters"] if c["id"] == cluster_id), None)
+        cluster = next(
+            (c for c in doc["clusters"] if isinstance(c, dict) and c.get("id") == cluster_id), None
+        )
         if cluster is None:
-            known = ", ".join(c["id"] for c in doc["clusters"][:10])
+            known = ", ".join(str(c.get("id")) for c in doc["clusters"][:10] if isinstance(c, dict))
             raise UsageError(f"{clusters}: no cluster {cluster_id!r} (clusters: {known or 'none'})")
         whole, faces = _parse_excludes(exclude or [])
+        check_members(cluster, clusters)
         members = [
             m
             for m in cluster["members"]
