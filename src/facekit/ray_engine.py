@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RayEngine", "ADDRESS_ENV"]
+__all__ = ["RayEngine", "RayFramePool", "frame_pool", "ADDRESS_ENV"]
 
 ADDRESS_ENV = "RAY_ADDRESS"
 #: Paths per actor call: small, so that progress is smooth and a retried task repeats little.
@@ -299,3 +299,88 @@ class RayEngine:
             raise EngineError(f"Ray: {_error_line(exc)}") from None
         if nxt != len(paths):  # pragma: no cover - Ray lost rows without raising
             raise EngineError(f"Ray returned {nxt} of {len(paths)} results")
+
+
+# --------------------------------------------------------------------------- video frames
+class _FrameActor:
+    """Holds one pipeline (as a worker process of the local pool would) and runs the video
+    module's per-frame worker functions on frames sent to it."""
+
+    def __init__(self, config: PipelineConfig, cwd: str):
+        from . import pipeline as pipeline_module
+        from .models.runtime import set_threads
+
+        if cwd and os.path.isdir(cwd):
+            os.chdir(cwd)
+        set_threads(1)
+        self.error: FacekitError | None = None
+        try:
+            pipeline_module._worker_pipeline = pipeline_module.Pipeline(config)
+        except FacekitError as exc:  # raised again by every call: one clear error, no restarts
+            self.error = exc
+
+    def run(self, fn: Any, rgb: Any) -> Any:
+        if self.error is not None:
+            raise self.error
+        return fn(rgb)
+
+
+class _FrameFuture:
+    """``concurrent.futures``-like result of one frame: Ray errors become facekit errors."""
+
+    def __init__(self, ref: Any):
+        self.ref = ref
+
+    def result(self) -> Any:
+        import ray
+
+        try:
+            return ray.get(self.ref)
+        except FacekitError as exc:  # a RayTaskError that is also the original error class
+            cause = getattr(exc, "cause", None)
+            raise (cause if isinstance(cause, FacekitError) else exc) from None
+        except Exception as exc:
+            if os.environ.get("FACEKIT_DEBUG"):
+                raise
+            raise EngineError(f"Ray: {_error_line(exc)}") from None
+
+
+class RayFramePool:
+    """A pool of :class:`_FrameActor` actors with the interface the video module uses of a
+    ``ProcessPoolExecutor``: ``submit(fn, rgb)`` and ``shutdown()``.
+
+    Frames are decoded once, in the caller (so sampling is exactly that of a local run), and
+    sent to the actors round-robin; at most a few per actor are in flight. Actors are
+    restartable and their calls retried when a worker process dies.
+    """
+
+    def __init__(self, ray: Any, config: PipelineConfig, actors: int):
+        remote = ray.remote(_FrameActor).options(num_cpus=1, max_restarts=-1, max_task_retries=-1)
+        self.actors = [remote.remote(config, os.getcwd()) for _ in range(max(1, actors))]
+        self._next = 0
+
+    def submit(self, fn: Any, rgb: Any) -> _FrameFuture:
+        actor = self.actors[self._next % len(self.actors)]
+        self._next += 1
+        return _FrameFuture(actor.run.remote(fn, rgb))
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        import ray
+
+        for a in self.actors:
+            with contextlib.suppress(Exception):  # already gone
+                ray.kill(a)
+        self.actors = []
+
+
+def frame_pool(engine: RayEngine, config: PipelineConfig) -> tuple[RayFramePool, int]:
+    """A frame pool on ``engine``'s cluster and its number of actors."""
+    ray = engine._connect()
+    if engine._started_local:
+        from .models import store
+
+        store.ensure(config.detector, offline=config.offline)
+        for m in config.models if config.embed else ():
+            store.ensure(m, offline=config.offline)
+    n = engine.workers or engine.cpus()
+    return RayFramePool(ray, config, n), n
