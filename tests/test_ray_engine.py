@@ -7,6 +7,7 @@ extra is not installed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -15,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -64,28 +66,46 @@ def ray_cluster(tmp_path_factory):
     os.environ["RAY_AUTH_TOKEN"] = env["RAY_AUTH_TOKEN"]
     os.environ["RAY_AUTH_MODE"] = "token"
     ray = _ray_bin()
+    # Our own temp dir: every process of this cluster carries it in its command line, so the
+    # teardown stops exactly this cluster (`ray stop` would stop every Ray on the machine).
+    temp = tempfile.mkdtemp(prefix="fkray", dir="/tmp")
     common = ["--num-cpus=1", "--disable-usage-stats", "--node-ip-address=127.0.0.2"]
-    subprocess.run([ray, "stop", "--force"], env=env, capture_output=True)
+    starts = [
+        [
+            ray,
+            "start",
+            "--head",
+            f"--port={port}",
+            "--include-dashboard=false",
+            f"--temp-dir={temp}",
+            *common,
+        ],
+        [ray, "start", f"--address={address}", *common],
+    ]
     try:
-        subprocess.run(
-            [ray, "start", "--head", f"--port={port}", "--include-dashboard=false", *common],
-            env=env,
-            check=True,
-            capture_output=True,
-            timeout=180,
-        )
-        subprocess.run(
-            [ray, "start", f"--address={address}", *common],
-            env=env,
-            check=True,
-            capture_output=True,
-            timeout=180,
-        )
+        for cmd in starts:
+            r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+            if r.returncode != 0:
+                pytest.fail(f"{' '.join(cmd[1:3])} failed: {(r.stderr or r.stdout)[-1500:]}")
         yield address
     finally:
-        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        _stop_processes_of(temp)
+        shutil.rmtree(temp, ignore_errors=True)
         os.environ.pop("RAY_AUTH_TOKEN", None)
         os.environ.pop("RAY_AUTH_MODE", None)
+
+
+def _stop_processes_of(marker: str) -> None:
+    """SIGTERM, then SIGKILL, every process whose command line mentions ``marker``."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+        pids = [int(ln.split()[0]) for ln in ps.splitlines()[1:] if marker in ln]
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        if not pids:
+            return
+        time.sleep(3)
 
 
 def facekit(*args: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess:
