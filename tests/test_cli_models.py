@@ -76,7 +76,7 @@ def test_help_has_summary_and_example():
 
 def test_list_json_before_and_after_fetch(mirror_dir, monkeypatch):
     rows = _list_json()
-    assert len(rows) == 10
+    assert len(rows) == 14
     dlib = rows["dlib"]
     assert dlib["state"] == "installed"
     assert dlib["source"] == "package:face_recognition_models"
@@ -93,7 +93,8 @@ def test_list_json_before_and_after_fetch(mirror_dir, monkeypatch):
     monkeypatch.setenv("FACEKIT_MODEL_MIRROR", str(mirror_dir))
     rows = _list_json()
     assert (rows["yunet"]["state"], rows["yunet"]["source"]) == ("fetchable", "mirror")
-    assert rows["sface"]["state"] == "missing"  # not in the mirror, offline
+    assert rows["facenet512"]["state"] == "missing"  # not in the mirror, offline
+    assert (rows["sface"]["state"], rows["sface"]["source"]) == ("fetchable", "mirror")
 
     result = run("fetch", "yunet,mobilefacenet")
     assert result.exit_code == 0, result.output
@@ -137,7 +138,7 @@ def test_fetch_failures_exit_4(mirror_dir, tmp_path, monkeypatch):
     assert "offline" in result.stderr and "facekit models import" in result.stderr
 
     result = run("fetch", "nope")
-    assert result.exit_code == 4
+    assert result.exit_code == 2  # an unknown name is a usage error
     assert "unknown model 'nope'" in result.stderr
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from facekit.errors import ModelError
-from facekit.models import dlib_onnx
+from facekit.models import dlib_onnx, runtime
 from facekit.models.dlib_onnx import (
     CONVERTER_VERSION,
     ONNX_NAME,
@@ -200,8 +200,8 @@ def test_cache_in_models_dir_reused_and_rebuilt_when_stale(
     assert path == models_dir() / ONNX_NAME and path.is_file()
     sidecar = path.with_name(path.name + ".json")
     meta = json.loads(sidecar.read_text())
-    assert meta["converter_version"] == CONVERTER_VERSION
-    assert len(meta["source_sha256"]) == 64
+    assert meta["version"] == CONVERTER_VERSION
+    assert len(meta["source_sha256"]) == 64 and len(meta["sha256"]) == 64
     assert not list(path.parent.glob("*.part-*")), "temporary files left behind"
 
     # Second call: reused, no conversion (and no onnx package needed).
@@ -215,7 +215,7 @@ def test_cache_in_models_dir_reused_and_rebuilt_when_stale(
     assert calls == [] and path.stat().st_mtime_ns == mtime
 
     # A stale sidecar needs a rebuild: without onnx that is a clear ModelError ...
-    meta["converter_version"] = CONVERTER_VERSION - 1
+    meta["version"] = CONVERTER_VERSION - 1
     sidecar.write_text(json.dumps(meta))
     with pytest.raises(ModelError, match="pip install onnx"):
         ensure_dlib_onnx(dat_path)
@@ -224,7 +224,7 @@ def test_cache_in_models_dir_reused_and_rebuilt_when_stale(
     monkeypatch.setitem(sys.modules, "onnx", real_onnx)
     assert ensure_dlib_onnx(dat_path) == path
     assert calls == [1]
-    assert json.loads(sidecar.read_text())["converter_version"] == CONVERTER_VERSION
+    assert json.loads(sidecar.read_text())["version"] == CONVERTER_VERSION
 
     # A different source file (sha) or a truncated ONNX file are stale too.
     meta = json.loads(sidecar.read_text())
@@ -233,7 +233,15 @@ def test_cache_in_models_dir_reused_and_rebuilt_when_stale(
     path.write_bytes(path.read_bytes()[:1000])
     ensure_dlib_onnx(dat_path)
     assert calls == [1, 1, 1]
-    assert path.stat().st_size == meta["onnx_size"]
+    assert path.stat().st_size == meta["size"]
     sidecar.unlink()
     ensure_dlib_onnx(dat_path)
     assert calls == [1, 1, 1, 1] and sidecar.is_file()
+
+    # Tampered in place, same size (e.g. weights permuted): the recorded hash catches it.
+    data = bytearray(path.read_bytes())
+    data[-4000:-2000], data[-2000:] = data[-2000:], data[-4000:-2000]
+    path.write_bytes(bytes(data))
+    ensure_dlib_onnx(dat_path)
+    assert calls == [1, 1, 1, 1, 1]
+    assert runtime.file_sha256(path) == json.loads(sidecar.read_text())["sha256"]

@@ -68,9 +68,18 @@ def test_get_spec():
 def test_list_specs_by_kind():
     recognisers = [s.name for s in list_specs("recognizer")]
     detectors = [s.name for s in list_specs("detector")]
-    assert recognisers == ["dlib", "mobilefacenet", "facenet512", "arcface", "sface"]
-    assert detectors == ["dlib-hog", "dlib-cnn", "yunet", "retinaface", "yolov8-face"]
-    assert len(list_specs()) == len(SPECS) == 10
+    assert recognisers == ["dlib", "mobilefacenet", "facenet512", "arcface", "sface", "arcface-mbf"]
+    assert detectors == [
+        "dlib-hog",
+        "dlib-cnn",
+        "yunet",
+        "scrfd",
+        "scrfd-500m",
+        "blazeface",
+        "retinaface",
+        "yolov8-face",
+    ]
+    assert len(list_specs()) == len(SPECS) == 14
 
 
 def test_one_default_per_kind():
@@ -86,8 +95,9 @@ def test_spec_invariants():
         else:
             assert spec.dim is None, spec.name
         for f in spec.files:
-            # every file has somewhere to come from besides a mirror
-            assert f.urls or f.package, f.name
+            # every file has somewhere to come from besides a mirror, or a pinned hash so that
+            # a mirror or `models import` can provide it safely (w600k_mbf ships only in a zip)
+            assert f.urls or f.package or f.sha256, f.name
             assert all(u.startswith("https://") for u in f.urls)
 
 
@@ -99,13 +109,27 @@ def test_licences_are_honest():
     assert get_spec("yunet").license == "MIT"
     assert get_spec("mobilefacenet").license == "Apache-2.0"
     assert get_spec("sface").license == "Apache-2.0"
+    for name in ("arcface-mbf", "scrfd", "scrfd-500m"):
+        spec = get_spec(name)
+        assert not spec.commercial_use and "non-commercial" in spec.license, name
+        assert not spec.default
+    assert get_spec("blazeface").commercial_use
+
+
+def test_new_models_are_pinned_with_formats():
+    for name in ("sface", "arcface-mbf", "scrfd", "scrfd-500m", "blazeface"):
+        spec = get_spec(name)
+        assert spec.input_format and spec.alignment and spec.rank > 0, name
+        for f in spec.files:
+            assert f.size and f.sha256, f.name
 
 
 def test_deepface_files():
     assert get_spec("facenet512").files[0].deepface_name == "facenet512_weights.onnx"
     assert get_spec("arcface").files[0].deepface_name == "arcface_weights.onnx"
-    for name in ("facenet512", "arcface", "sface"):
+    for name in ("facenet512", "arcface"):
         assert get_spec(name).files[0].sha256 is None  # pinned on first use
+        assert not get_spec(name).tested and get_spec(name).extra == "deepface"
 
 
 def test_deepface_urls_match_installed_deepface():

@@ -399,6 +399,23 @@ def test_import_file_refuses_corrupted_copy(mirror_dir, tmp_path):
     assert _leftovers() == []
 
 
+def test_import_refuses_hash_contradicting_name(mirror_dir, tmp_path):
+    """--name is honoured: a file whose hash is another model's is refused, not re-labelled."""
+    src = tmp_path / "face_detection_yunet_2023mar.onnx"
+    shutil.copyfile(mirror_dir / "face_detection_yunet_2023mar.onnx", src)
+    with pytest.raises(ChecksumError, match="not a file of model 'sface'"):
+        import_file(src, name="sface")
+    renamed = tmp_path / "face_recognition_sface_2021dec_int8bq.onnx"
+    renamed.write_bytes(os.urandom(1000))
+    with pytest.raises(ChecksumError, match="does not match the registry"):
+        import_file(renamed, name="sface")
+    with pytest.raises(ChecksumError, match="does not match the registry"):
+        import_file(renamed)
+    assert _leftovers() == [] and load_pins() == {}
+    spec, _, _ = import_file(src, name="yunet")
+    assert spec.name == "yunet"
+
+
 def test_import_file_unknown(tmp_path):
     junk = tmp_path / "junk.bin"
     junk.write_bytes(b"junk")
@@ -409,9 +426,31 @@ def test_import_file_unknown(tmp_path):
     assert _leftovers() == []
 
 
+def _tiny_onnx(path, tag: str) -> None:
+    """A valid one-node ONNX model (Identity), different for each ``tag``."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], tag, [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
 def test_import_file_unhashed_needs_name_then_pins(tmp_path, caplog):
+    # Garbage is never pinned: an unpinned file must load first (issue 10 item 9).
+    junk = tmp_path / "junk" / "arcface_weights.onnx"
+    junk.parent.mkdir()
+    junk.write_bytes(os.urandom(1000))
+    with pytest.raises(ModelError, match="does not load as arcface_weights.onnx"):
+        import_file(junk, name="arcface")
+    assert "arcface_weights.onnx" not in load_pins()
+    assert status("arcface", offline=True).state != "installed"
+
     weights = tmp_path / "arcface_weights.onnx"
-    weights.write_bytes(b"a" * 5000)
+    _tiny_onnx(weights, "first")
     with pytest.raises(ModelError, match="--name arcface"):
         import_file(weights)
     with caplog.at_level(logging.WARNING, logger="facekit.models.store"):
@@ -422,6 +461,6 @@ def test_import_file_unhashed_needs_name_then_pins(tmp_path, caplog):
     assert status("arcface", offline=True).state == "installed"
     other = tmp_path / "other" / "arcface_weights.onnx"
     other.parent.mkdir()
-    other.write_bytes(b"b" * 5000)
+    _tiny_onnx(other, "second")
     with pytest.raises(ChecksumError, match="recorded pin"):
         import_file(other, name="arcface")

@@ -8,16 +8,18 @@ the boxes back to original pixels.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from .align import dlib5_to_standard
-from .errors import ModelError
+from .errors import ModelError, UnknownModelError
 from .types import Faces
 
 log = logging.getLogger(__name__)
@@ -166,13 +168,19 @@ class YuNetDetector(Detector):
         self._path = str(files["face_detection_yunet_2023mar.onnx"])
         self._cv2 = cv2
         self.threshold = threshold
-        self.model = cv2.FaceDetectorYN.create(self._path, "", (320, 320), threshold, nms, 5000)
+        with quiet_opencv():
+            try:
+                self.model = cv2.FaceDetectorYN.create(
+                    self._path, "", (320, 320), threshold, nms, 5000
+                )
+            except cv2.error as exc:
+                raise ModelError(f"cannot load model {self._path}: {_cv2_reason(exc)}") from exc
         self._lock = threading.Lock()
 
     def detect(self, rgb: np.ndarray) -> Faces:
         h, w = rgb.shape[:2]
         bgr = np.ascontiguousarray(rgb[:, :, ::-1])
-        with self._lock:
+        with self._lock, quiet_opencv():
             self.model.setInputSize((w, h))
             _, out = self.model.detect(bgr)
         if out is None or len(out) == 0:
@@ -271,13 +279,65 @@ class YoloFaceDetector(Detector):
         return Faces(xyxy, conf, lm, {}, {"detector": self.name})
 
 
+def _scrfd(files: dict[str, Any], **options: Any) -> Detector:
+    from .detect_onnx import ScrfdDetector
+
+    return ScrfdDetector(files, name="scrfd", **options)
+
+
+def _scrfd_500m(files: dict[str, Any], **options: Any) -> Detector:
+    from .detect_onnx import ScrfdDetector
+
+    return ScrfdDetector(files, name="scrfd-500m", **options)
+
+
+def _blazeface(files: dict[str, Any], **options: Any) -> Detector:
+    from .detect_onnx import BlazeFaceDetector
+
+    return BlazeFaceDetector(files, **options)
+
+
 DETECTORS: dict[str, Any] = {
     "dlib-hog": DlibHogDetector,
     "dlib-cnn": DlibCnnDetector,
     "yunet": YuNetDetector,
     "retinaface": RetinaFaceDetector,
+    "scrfd": _scrfd,
+    "scrfd-500m": _scrfd_500m,
+    "blazeface": _blazeface,
     "yolov8-face": YoloFaceDetector,
 }
+
+
+@contextlib.contextmanager
+def quiet_opencv() -> Iterator[None]:
+    """Silence OpenCV's own log lines (e.g. ``[ WARN:0@0.016] ... setPreferableTarget``).
+
+    OpenCV 5's DNN engine logs a warning on stderr whenever a model is loaded or its input size
+    set; facekit reports its own errors, so OpenCV's log level is ERROR inside this block.
+    """
+    import cv2
+
+    logging_mod = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging_mod is None:  # pragma: no cover - very old OpenCV builds
+        yield
+        return
+    with _cv2_log_lock:
+        previous = logging_mod.getLogLevel()
+        logging_mod.setLogLevel(logging_mod.LOG_LEVEL_ERROR)
+        try:
+            yield
+        finally:
+            logging_mod.setLogLevel(previous)
+
+
+_cv2_log_lock = threading.RLock()
+
+
+def _cv2_reason(exc: BaseException) -> str:
+    """The useful part of a ``cv2.error`` message (its last line), on one line."""
+    text = " ".join(str(exc).split())
+    return text.split(" error: ", 1)[-1][:300]
 
 _cache: dict[tuple[Any, ...], Detector] = {}
 _cache_lock = threading.Lock()
@@ -305,14 +365,27 @@ def get_detector(
     from .models.registry import get_spec
     from .models.runtime import fingerprint
 
+    from .models.notices import licence_notice
+
     if name not in DETECTORS:
-        raise ModelError(f"unknown detector '{name}'; choose one of: {', '.join(DETECTORS)}")
+        raise UnknownModelError(
+            f"unknown detector '{name}'; choose one of: {', '.join(DETECTORS)}"
+        )
     get_spec(name)
     key = (name, tuple(sorted(options.items())))
     with _cache_lock:
         if key not in _cache:
             files = store.ensure(name, offline=offline, progress=progress)
-            det = DETECTORS[name](files, **options)
+            licence_notice(get_spec(name))
+            try:
+                det = DETECTORS[name](files, **options)
+            except ModelError:
+                raise
+            except Exception as exc:  # cv2.error, dlib RuntimeError, ORT Fail: all plain
+                raise ModelError(
+                    f"cannot load detector {name} from {', '.join(map(str, files.values()))}: "
+                    f"{_cv2_reason(exc)}"
+                ) from exc
             det.fingerprint = fingerprint(name)
             _cache[key] = det
         return _cache[key]

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .align import align_crops
-from .errors import ModelError
+from .errors import ModelError, UnknownModelError
 from .types import Embeddings, Faces
 
 log = logging.getLogger(__name__)
@@ -169,19 +169,34 @@ class DlibEmbedder(Embedder):
 
 
 class OnnxArcFaceStyleEmbedder(Embedder):
-    """An ONNX recogniser on ArcFace-template crops (MobileFaceNet): RGB, NCHW, (x-127.5)/128."""
+    """An ONNX recogniser on ArcFace-template crops: RGB, NCHW, ``(x - mean) / scale``.
+
+    MobileFaceNet (foamliu) uses ``(x-127.5)/128``, InsightFace's ArcFace-MBF ``(x-127.5)/127.5``
+    and SFace raw pixels (mean 0, scale 1, as ``cv2.FaceRecognizerSF`` feeds it).
+    """
 
     size = 112
 
-    def __init__(self, model_id: str, path: Any, dim: int, flip: bool | None = None):
+    def __init__(
+        self,
+        model_id: str,
+        path: Any,
+        dim: int,
+        flip: bool | None = None,
+        *,
+        mean: float = 127.5,
+        scale: float = 128.0,
+    ):
         from .models.runtime import onnx_session
 
         self.model_id = model_id
         self.dim = dim
+        self.mean = mean
+        self.scale = scale
         self.session = onnx_session(path)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
-        # foamliu's MobileFaceNet export has a fixed batch of 1: feed it one face at a time.
+        # foamliu's MobileFaceNet and SFace have a fixed batch of 1: feed them one face at a time.
         self.fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
         if flip is not None:
             self.flip = flip
@@ -190,51 +205,20 @@ class OnnxArcFaceStyleEmbedder(Embedder):
         return align_crops(rgb, faces.landmarks, self.size)
 
     def embed_batch(self, crops: np.ndarray) -> np.ndarray:
-        x = (crops.astype(np.float32) - 127.5) / 128.0
+        x = (crops.astype(np.float32) - self.mean) / self.scale
         x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
         if self.fixed_batch == 1:
-            return np.concatenate(
-                [self.session.run(None, {self.input_name: x[i : i + 1]})[0] for i in range(len(x))]
-            )
-        return self.session.run(None, {self.input_name: x})[0]
-
-
-class SFaceEmbedder(Embedder):
-    """OpenCV Zoo's SFace through ``cv2.FaceRecognizerSF`` (128-d, Apache-2.0)."""
-
-    model_id = "sface"
-    dim = 128
-    batch_size = 1
-
-    def __init__(self, files: dict[str, Any], flip: bool | None = None):
-        import cv2
-
-        self.model = cv2.FaceRecognizerSF.create(str(next(iter(files.values()))), "")
-        self._lock = threading.Lock()
-        if flip is not None:
-            self.flip = flip
-
-    def crops(self, rgb: np.ndarray, faces: Faces) -> np.ndarray:
-        return align_crops(rgb, faces.landmarks, 112)
-
-    def embed_batch(self, crops: np.ndarray) -> np.ndarray:
-        with self._lock:
-            return np.concatenate(
-                [
-                    np.asarray(self.model.feature(np.ascontiguousarray(c[:, :, ::-1]))).reshape(
-                        1, -1
-                    )
-                    for c in crops
-                ]
-            )
+            out = [self.session.run(None, {self.input_name: x[i : i + 1]})[0] for i in range(len(x))]
+            return np.concatenate(out).reshape(len(x), -1)
+        return self.session.run(None, {self.input_name: x})[0].reshape(len(x), -1)
 
 
 class DeepFaceEmbedder(Embedder):
     """A DeepFace recogniser (Facenet512, ArcFace) run through ``DeepFace.build_model().forward``.
 
     facekit aligns the crop itself (ArcFace template at the model's input size) and applies
-    DeepFace's default preprocessing: BGR, values scaled to [0, 1] ("base" normalisation),
-    which is what ``DeepFace.represent`` does with its defaults. Weight files are installed by
+    DeepFace's preprocessing for the model (:func:`deepface_input`: BGR, and the normalisation of
+    :data:`DEEPFACE_NORMALIZATION`). Weight files are installed by
     facekit's verified store into ``$DEEPFACE_HOME/.deepface/weights`` first, so DeepFace never
     downloads anything itself.
     """
@@ -248,6 +232,10 @@ class DeepFaceEmbedder(Embedder):
         os.environ.setdefault("DEEPFACE_BACKEND_ENGINE", "onnx")
         try:
             from deepface import DeepFace
+        except ImportError as exc:
+            raise ModelError(
+                f"{model_id} needs DeepFace: pip install 'facekit-cli[deepface]' ({exc})"
+            ) from exc
         except Exception as exc:  # deepface import errors are many and varied
             raise ModelError(f"{model_id}: cannot import deepface ({exc})") from exc
         self.model_id = model_id
@@ -255,6 +243,7 @@ class DeepFaceEmbedder(Embedder):
         self.model = DeepFace.build_model(deepface_name)
         h, w = self.model.input_shape[:2] if len(self.model.input_shape) >= 2 else (160, 160)
         self.size = (int(w), int(h))
+        self.normalization = DEEPFACE_NORMALIZATION.get(deepface_name, "base")
         if flip is not None:
             self.flip = flip
 
@@ -262,9 +251,36 @@ class DeepFaceEmbedder(Embedder):
         return align_crops(rgb, faces.landmarks, self.size)
 
     def embed_batch(self, crops: np.ndarray) -> np.ndarray:
-        x = crops[:, :, :, ::-1].astype(np.float32) / 255.0
-        out = self.model.forward(x)
-        return np.asarray(out, np.float32).reshape(len(crops), -1)
+        return deepface_forward(self.model.forward, crops, self.normalization)
+
+
+#: DeepFace's normalisation for each model as its docs recommend (deepface 0.0.103,
+#: ``deepface/modules/preprocessing.py::normalize_input``); ``represent()`` itself defaults to
+#: "base" (BGR scaled to [0, 1]).
+DEEPFACE_NORMALIZATION = {"Facenet512": "Facenet2018", "ArcFace": "ArcFace"}
+
+
+def deepface_input(crops: np.ndarray, normalization: str) -> np.ndarray:
+    """DeepFace's model input for aligned RGB ``uint8`` crops, as ``DeepFace.represent`` builds it.
+
+    ``represent`` turns the RGB face into BGR, scales it to [0, 1] (``resize_image``), then
+    ``normalize_input`` restores [0, 255] and applies ``normalization``: "base" keeps [0, 1],
+    "Facenet2018" gives ``x/127.5 - 1``, "ArcFace" ``(x-127.5)/128``.
+    """
+    x = crops[:, :, :, ::-1].astype(np.float32)
+    if normalization == "base":
+        return x / 255.0
+    if normalization == "Facenet2018":
+        return x / 127.5 - 1.0
+    if normalization == "ArcFace":
+        return (x - 127.5) / 128.0
+    raise ModelError(f"unsupported DeepFace normalisation {normalization!r}")
+
+
+def deepface_forward(forward: Any, crops: np.ndarray, normalization: str) -> np.ndarray:
+    """Run a DeepFace model's ``forward`` on crops with its normalisation; ``(n, dim)``."""
+    out = forward(deepface_input(crops, normalization))
+    return np.asarray(out, np.float32).reshape(len(crops), -1)
 
 
 def _make(name: str, files: dict[str, Any], flip: bool | None) -> Embedder:
@@ -276,7 +292,14 @@ def _make(name: str, files: dict[str, Any], flip: bool | None) -> Embedder:
     if name == "mobilefacenet":
         return OnnxArcFaceStyleEmbedder(name, next(iter(files.values())), spec.dim or 128, flip)
     if name == "sface":
-        return SFaceEmbedder(files, flip)
+        from .models.derived import ensure_sface_repaired
+
+        repaired = ensure_sface_repaired(files[spec.files[0].name])
+        return OnnxArcFaceStyleEmbedder(name, repaired, 128, flip, mean=0.0, scale=1.0)
+    if name == "arcface-mbf":
+        return OnnxArcFaceStyleEmbedder(
+            name, files[spec.files[0].name], spec.dim or 512, flip, mean=127.5, scale=127.5
+        )
     if name == "facenet512":
         return DeepFaceEmbedder(name, "Facenet512", spec.dim or 512, flip)
     if name == "arcface":
@@ -284,7 +307,7 @@ def _make(name: str, files: dict[str, Any], flip: bool | None) -> Embedder:
     raise ModelError(f"no embedder for '{name}'")  # pragma: no cover
 
 
-RECOGNIZERS = ("dlib", "mobilefacenet", "sface", "facenet512", "arcface")
+RECOGNIZERS = ("dlib", "mobilefacenet", "sface", "arcface-mbf", "facenet512", "arcface")
 #: Mirror averaging per model (default on: the Stashface technique). Measured on lfw-dev
 #: (benchmarks/calibrate_defaults.py): it changes pair AUC by less than 0.0002 either way, at
 #: twice the embedding cost; see docs/accuracy.md.
@@ -312,14 +335,28 @@ def get_embedder(
         ModelError: unknown recogniser or unavailable weights.
     """
     from .models import store
+    from .models.notices import licence_notice
+    from .models.registry import get_spec
 
     if name not in RECOGNIZERS:
-        raise ModelError(f"unknown recogniser '{name}'; choose from: {', '.join(RECOGNIZERS)}")
+        raise UnknownModelError(
+            f"unknown recogniser '{name}'; choose from: {', '.join(RECOGNIZERS)}"
+        )
     with _lock:
         key = (name, flip)
         if key not in _cache:
             files = store.ensure(name, offline=offline, progress=progress)
-            emb = _make(name, files, flip)
+            licence_notice(get_spec(name))
+            try:
+                emb = _make(name, files, flip)
+            except ModelError:
+                raise
+            except Exception as exc:  # cv2.error, dlib RuntimeError, ORT Fail: all plain
+                detail = " ".join(str(exc).split())[:300]
+                raise ModelError(
+                    f"cannot load recogniser {name} from "
+                    f"{', '.join(map(str, files.values()))}: {detail}"
+                ) from exc
             emb.fingerprint = embedder_fingerprint(name, emb.flip)
             _cache[key] = emb
         return _cache[key]

@@ -42,6 +42,12 @@ class ModelError(FacekitError):
     exit_code = 4
 
 
+class UnknownModelError(ModelError):
+    """A model or detector name that facekit does not know: a usage error (exit 2)."""
+
+    exit_code = 2
+
+
 class ChecksumError(ModelError):
     """A downloaded or imported model file does not match its pinned SHA-256."""
 

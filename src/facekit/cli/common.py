@@ -39,7 +39,7 @@ ModelsOpt = Annotated[
         "--models",
         "-m",
         metavar="LIST",
-        help="Recognisers, comma-separated, e.g. dlib,mobilefacenet. Default: dlib (works offline).",
+        help="Recognisers, comma-separated, e.g. sface,dlib; 'best' = strongest available commercial-friendly ensemble, 'best-nc' = non-commercial allowed. Default: dlib (works offline).",
     ),
 ]
 WeightsOpt = Annotated[
@@ -55,7 +55,7 @@ DetectorOpt = Annotated[
     typer.Option(
         "--detector",
         metavar="NAME",
-        help="Face detector: dlib-hog (default), dlib-cnn, yunet, retinaface, yolov8-face.",
+        help="Face detector: dlib-hog (default), dlib-cnn, yunet, retinaface, scrfd, scrfd-500m, blazeface, yolov8-face; 'best' / 'best-nc' as for --models.",
     ),
 ]
 UpsampleOpt = Annotated[

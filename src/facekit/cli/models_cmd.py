@@ -148,6 +148,9 @@ def _status_row(st: models.ModelStatus) -> dict[str, Any]:
         "backend": spec.backend,
         "dim": spec.dim,
         "extra": spec.extra,
+        "tested": spec.tested,
+        "input_format": spec.input_format,
+        "alignment": spec.alignment,
         "description": spec.description,
         "files": [
             {
@@ -183,6 +186,7 @@ def list_cmd(
         for row in rows:
             row["commercial_use"] = _yes_no(row["commercial_use"])
             row["default"] = _yes_no(row["default"])
+            row["tested"] = _yes_no(row["tested"])
 
     def table() -> Table:
         from rich.table import Table
@@ -205,6 +209,53 @@ def list_cmd(
         return t
 
     _write_rows(rows, fmt, table)
+
+
+@models_app.command("recommend")
+def recommend_cmd(
+    allow_noncommercial: Annotated[
+        bool,
+        typer.Option(
+            "--allow-noncommercial",
+            help="Also consider models whose licence forbids commercial use (e.g. arcface-mbf, scrfd).",
+        ),
+    ] = False,
+    fmt: FormatOpt = OutputFormat.table,
+) -> None:
+    """Recommend the strongest installed (or locally mirrored) models your licence choice allows.
+
+    The same choice is made by `--models best --detector best` (commercial-friendly) and
+    `--models best-nc --detector best-nc` (non-commercial allowed) on every command.
+
+    Example: facekit models recommend --allow-noncommercial
+    """
+    from facekit.models.recommend import recommend
+
+    with handle_errors():
+        rec = recommend(allow_noncommercial)
+    flag = "best-nc" if allow_noncommercial else "best"
+    row = {
+        "models": ",".join(rec.models),
+        "detector": rec.detector,
+        "allow_noncommercial": rec.allow_noncommercial,
+        "noncommercial": ",".join(rec.noncommercial),
+        "missing_better": ",".join(rec.missing_better),
+        "command": f"facekit build-index PEOPLE --models {flag} --detector {flag}",
+    }
+    if fmt is OutputFormat.table:
+        out = sys.stdout
+        out.write(f"models:   {row['models']}\n")
+        out.write(f"detector: {row['detector']}\n")
+        if rec.noncommercial:
+            out.write(f"non-commercial licence: {row['noncommercial']} (not for commercial use)\n")
+        if rec.missing_better:
+            out.write(f"stronger but not installed: {row['missing_better']}\n")
+        out.write(
+            f"use: --models {','.join(rec.models)} --detector {rec.detector}"
+            f"  (or --models {flag} --detector {flag})\n"
+        )
+        return
+    _write_rows([row], fmt, lambda: None)  # type: ignore[arg-type,return-value]
 
 
 @models_app.command("fetch")
@@ -268,7 +319,18 @@ def import_cmd(
     """
     with handle_errors():
         spec, mfile, dest = models.import_file(file, name)
-    _stderr().print(f"imported {mfile.name} for model {spec.name}", markup=False)
+        from facekit.models.runtime import file_sha256
+
+        sha = file_sha256(dest)
+    pinned = mfile.sha256 is None
+    how = (
+        "is pinned: no published hash is known, compare it with the publisher's"
+        if pinned
+        else "matches the registry"
+    )
+    _stderr().print(
+        f"imported {mfile.name} for model {spec.name}; sha256 {sha} {how}", markup=False
+    )
     sys.stdout.write(f"{dest}\n")
 
 

@@ -34,9 +34,11 @@ def build_config(
     """A :class:`~facekit.pipeline.PipelineConfig` from command-line options."""
     from ..detect import DEFAULT_DETECTOR
     from ..embed import DEFAULT_MODELS
+    from ..models.recommend import resolve_best
     from ..models.registry import parse_model_list
     from ..pipeline import PipelineConfig
 
+    models, detector = resolve_best(models, detector)  # --models best / --detector best-nc
     names = tuple(parse_model_list(models, kind="recognizer")) if models else DEFAULT_MODELS
     if detector:
         parse_model_list(detector, kind="detector")

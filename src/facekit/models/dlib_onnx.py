@@ -38,10 +38,7 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -420,81 +417,44 @@ def build_onnx(net: DlibResnet) -> bytes:
 # --------------------------------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".part-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _sidecar(path: Path) -> Path:
-    return path.with_name(path.name + ".json")
-
-
-def _cache_is_fresh(onnx_path: Path, source_sha: str) -> bool:
-    try:
-        meta = json.loads(_sidecar(onnx_path).read_text())
-        return (
-            meta.get("source_sha256") == source_sha
-            and meta.get("converter_version") == CONVERTER_VERSION
-            and onnx_path.stat().st_size == meta.get("onnx_size")
-        )
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
 def ensure_dlib_onnx(
     dat_path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None
 ) -> Path:
     """Path of the ONNX version of ``dat_path``, converting it on first use.
 
     The result is cached as ``models_dir()/dlib_face_recognition_resnet_model_v1.onnx`` (or in
-    ``cache_dir``) next to a sidecar ``<name>.onnx.json`` recording the source's SHA-256 and
-    :data:`CONVERTER_VERSION`; a cache whose sidecar does not match is rebuilt. Both files are
-    written to a temporary name and renamed into place, so concurrent converters are safe.
+    ``cache_dir``) next to a sidecar ``<name>.onnx.json`` recording the source's SHA-256,
+    :data:`CONVERTER_VERSION`, and the ONNX file's own size and SHA-256 (see
+    :mod:`facekit.models.derived`). A cache whose sidecar does not match, or whose bytes changed
+    after it was built, is rebuilt. Both files are written to a temporary name and renamed into
+    place, so concurrent converters are safe.
 
     Raises:
         facekit.errors.ModelError: the conversion is needed but the ``onnx`` package is not
             installed (``pip install onnx``), or the .dat file is not the expected network.
     """
     from facekit.errors import ModelError
-    from facekit.models.runtime import file_sha256
+    from facekit.models.derived import ensure_derived
 
     if cache_dir is None:
         from facekit.models.store import models_dir
 
         cache_dir = models_dir()
     out = Path(cache_dir) / ONNX_NAME
-    source_sha = file_sha256(dat_path)
-    if _cache_is_fresh(out, source_sha):
-        return out
-    try:
-        import onnx  # noqa: F401
-    except ImportError as exc:
-        raise ModelError(
-            "converting dlib's face model to ONNX needs the 'onnx' package (pip install onnx)"
-        ) from exc
-    try:
-        data = build_onnx(parse_dlib_resnet(dat_path))
-    except DlibFormatError as exc:
-        raise ModelError(f"cannot convert {dat_path} to ONNX: {exc}") from exc
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out, data)
-    meta = {
-        "source": Path(dat_path).name,
-        "source_sha256": source_sha,
-        "converter_version": CONVERTER_VERSION,
-        "onnx_size": len(data),
-    }
-    _atomic_write(_sidecar(out), (json.dumps(meta, indent=2) + "\n").encode())
-    return out
+
+    def build(src: Path) -> bytes:
+        try:
+            import onnx  # noqa: F401
+        except ImportError as exc:
+            raise ModelError(
+                "converting dlib's face model to ONNX needs the 'onnx' package (pip install onnx)"
+            ) from exc
+        try:
+            return build_onnx(parse_dlib_resnet(src))
+        except DlibFormatError as exc:
+            raise ModelError(f"cannot convert {src} to ONNX: {exc}") from exc
+
+    return ensure_derived(out, dat_path, CONVERTER_VERSION, build, what="dlib ONNX conversion")
 
 
 # --------------------------------------------------------------------------------------------

