@@ -107,6 +107,7 @@ def ensure_derived(
     build: Callable[[Path], bytes],
     *,
     what: str,
+    extra_meta: Callable[[bytes], dict[str, Any]] | None = None,
 ) -> Path:
     """Return ``out``, (re)building it from ``source`` unless a verified copy is cached.
 
@@ -116,6 +117,8 @@ def ensure_derived(
         version: The builder's version; a cache built by another version is rebuilt.
         build: ``build(source_path) -> bytes`` of the derived file.
         what: Short name for log lines, e.g. ``"repaired SFace"``.
+        extra_meta: More sidecar fields computed from the built bytes (e.g. the keys that older
+            facekit versions read, so that they accept the sidecar instead of rebuilding).
 
     Returns:
         ``out``, verified against its sidecar.
@@ -140,6 +143,7 @@ def ensure_derived(
         "version": version,
         "size": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
+        **(extra_meta(data) if extra_meta else {}),
     }
     atomic_write(sidecar(out), (json.dumps(meta, indent=2) + "\n").encode())
     return out

@@ -454,7 +454,14 @@ def ensure_dlib_onnx(
         except DlibFormatError as exc:
             raise ModelError(f"cannot convert {src} to ONNX: {exc}") from exc
 
-    return ensure_derived(out, dat_path, CONVERTER_VERSION, build, what="dlib ONNX conversion")
+    def legacy(data: bytes) -> dict[str, Any]:
+        # The keys facekit 0.1.0 checks: with them, an older facekit sharing this model folder
+        # accepts the file instead of converting it again.
+        return {"converter_version": CONVERTER_VERSION, "onnx_size": len(data)}
+
+    return ensure_derived(
+        out, dat_path, CONVERTER_VERSION, build, what="dlib ONNX conversion", extra_meta=legacy
+    )
 
 
 # --------------------------------------------------------------------------------------------
