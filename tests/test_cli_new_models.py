@@ -67,9 +67,7 @@ def test_build_index_and_identify(people, fr_examples, tmp_path, models, detecto
 @pytest.mark.slow
 def test_blazeface_and_scrfd_in_embed_cluster_video(people, fr_examples, shared, tmp_path):
     out = tmp_path / "faces.parquet"
-    r = run(
-        "embed", str(fr_examples / "two_people.jpg"), "--detector", "blazeface", "-o", str(out)
-    )
+    r = run("embed", str(fr_examples / "two_people.jpg"), "--detector", "blazeface", "-o", str(out))
     assert r.returncode == 0, r.stderr
     import pyarrow.parquet as pq
 

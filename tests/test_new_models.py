@@ -223,4 +223,3 @@ def test_deepface_preprocessing_matches_deepface() -> None:
         theirs = preprocessing.resize_image(crop[0][:, :, ::-1].copy(), (160, 160))
         theirs = preprocessing.normalize_input(theirs.copy(), normalization=norm)
         np.testing.assert_allclose(deepface_input(crop, norm), theirs, atol=1e-5)
-

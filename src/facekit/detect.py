@@ -339,6 +339,7 @@ def _cv2_reason(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return text.split(" error: ", 1)[-1][:300]
 
+
 _cache: dict[tuple[Any, ...], Detector] = {}
 _cache_lock = threading.Lock()
 
@@ -362,15 +363,12 @@ def get_detector(
         ModelError: unknown detector, or its files are missing and cannot be fetched.
     """
     from .models import store
+    from .models.notices import licence_notice
     from .models.registry import get_spec
     from .models.runtime import fingerprint
 
-    from .models.notices import licence_notice
-
     if name not in DETECTORS:
-        raise UnknownModelError(
-            f"unknown detector '{name}'; choose one of: {', '.join(DETECTORS)}"
-        )
+        raise UnknownModelError(f"unknown detector '{name}'; choose one of: {', '.join(DETECTORS)}")
     get_spec(name)
     key = (name, tuple(sorted(options.items())))
     with _cache_lock:

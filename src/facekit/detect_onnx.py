@@ -112,7 +112,8 @@ class ScrfdDetector(Detector):
 
     @functools.lru_cache(maxsize=16)  # noqa: B019 - few sizes, detector lives for the process
     def _centers(self, fh: int, fw: int, stride: int) -> np.ndarray:
-        grid = np.stack(np.mgrid[:fh, :fw][::-1], axis=-1).astype(np.float32) * stride
+        ys, xs = np.mgrid[:fh, :fw]
+        grid = np.stack([xs, ys], axis=-1).astype(np.float32) * stride
         return np.repeat(grid.reshape(-1, 2), self.num_anchors, axis=0)
 
     def _input_size(self, w: int, h: int) -> tuple[int, int]:
@@ -139,7 +140,9 @@ class ScrfdDetector(Detector):
             kp = outs[i + 2 * n].reshape(-1, 10) * stride
             centers = self._centers(int(np.ceil(ih / stride)), int(np.ceil(iw / stride)), stride)
             if len(centers) != len(sc):
-                raise ModelError(f"{self.name}: unexpected output size {len(sc)} at stride {stride}")
+                raise ModelError(
+                    f"{self.name}: unexpected output size {len(sc)} at stride {stride}"
+                )
             keep = sc >= self.threshold
             c = centers[keep]
             b = bb[keep]
@@ -203,9 +206,7 @@ class BlazeFaceDetector(Detector):
         x = (img.astype(np.float32) / 127.5 - 1.0)[None]
         with self._lock:
             outs = self.session.run(None, {self.input_name: np.ascontiguousarray(x)})
-        by_len: dict[tuple[int, int], np.ndarray] = {
-            (o.shape[1], o.shape[2]): o[0] for o in outs
-        }
+        by_len: dict[tuple[int, int], np.ndarray] = {(o.shape[1], o.shape[2]): o[0] for o in outs}
         raw_scores = np.concatenate([by_len[(512, 1)], by_len[(384, 1)]]).reshape(-1)
         raw = np.concatenate([by_len[(512, 16)], by_len[(384, 16)]])
         scores = 1.0 / (1.0 + np.exp(-np.clip(raw_scores.astype(np.float64), -80, 80)))

@@ -208,7 +208,9 @@ class OnnxArcFaceStyleEmbedder(Embedder):
         x = (crops.astype(np.float32) - self.mean) / self.scale
         x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
         if self.fixed_batch == 1:
-            out = [self.session.run(None, {self.input_name: x[i : i + 1]})[0] for i in range(len(x))]
+            out = [
+                self.session.run(None, {self.input_name: x[i : i + 1]})[0] for i in range(len(x))
+            ]
             return np.concatenate(out).reshape(len(x), -1)
         return self.session.run(None, {self.input_name: x})[0].reshape(len(x), -1)
 
