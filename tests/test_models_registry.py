@@ -185,3 +185,18 @@ def test_import_is_light(tmp_path):
     )
     assert json.loads(out.stdout) == []
     assert not home.exists()
+
+
+def test_deepface_is_an_optional_extra(monkeypatch):
+    """Without deepface installed, its models fail with one line naming the extra."""
+    import sys
+
+    from facekit.embed import DeepFaceEmbedder
+
+    monkeypatch.setitem(sys.modules, "deepface", None)  # makes `import deepface` fail
+    with pytest.raises(ModelError, match=r"pip install 'facekit-cli\[deepface\]'"):
+        DeepFaceEmbedder("facenet512", "Facenet512", 512)
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    deps = pyproject.split("dependencies = [", 1)[1].split("]", 1)[0]
+    assert "deepface" not in deps and "werkzeug" not in deps
+    assert 'deepface = ["deepface' in pyproject
