@@ -74,6 +74,11 @@ DEFAULT_MAX_STRANGERS_BY_MODELS: dict[str, float] = {"dlib": 0.02}
 #: (benchmarks/calibrate_defaults.py). Models not listed have no measured default: a gallery
 #: measures them at its first ``build-index``.
 DEFAULT_IMPOSTOR: dict[str, tuple[float, float]] = dict(_defaults.IMPOSTOR)
+# Issue 12 recognisers, measured on lfw-dev TUNE folds 0-2 (500 photos, 50 people, YuNet
+# detection, mirror averaging; benchmarks/bench_models.py --impostor); used until
+# benchmarks/calibrate_defaults.py measures them into _calibration_defaults.
+DEFAULT_IMPOSTOR.setdefault("sface", (0.902, 0.087))
+DEFAULT_IMPOSTOR.setdefault("arcface-mbf", (0.990, 0.067))
 #: Typical evidence of same-person pairs (median z), for the confidence curve's slope.
 DEFAULT_GENUINE_EVIDENCE = 3.5
 #: Threshold used only when nothing can be computed (no people at all).
