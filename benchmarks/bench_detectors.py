@@ -89,7 +89,9 @@ def main() -> int:
             cells.append(str(sum(len(detect_image(det, f)) for f in ims)))
         n = len(images["lfw-dev"])
         print(
-            f"| {name} | " + " | ".join(cells) + f" | {1000 * wall / n:.0f} / {1000 * cpu / n:.0f} |"
+            f"| {name} | "
+            + " | ".join(cells)
+            + f" | {1000 * wall / n:.0f} / {1000 * cpu / n:.0f} |"
         )
     return 0
 

@@ -69,11 +69,11 @@ def test_blazeface_and_scrfd_in_embed_cluster_video(people, fr_examples, shared,
     out = tmp_path / "faces.parquet"
     r = run("embed", str(fr_examples / "two_people.jpg"), "--detector", "blazeface", "-o", str(out))
     assert r.returncode == 0, r.stderr
-    import pyarrow.parquet as pq
+    from facekit.facetable import FaceTable
 
-    table = pq.read_table(out)
-    assert table.num_rows == 2
-    assert "blazeface" in json.dumps(table.schema.metadata[b"facekit"].decode())
+    table = FaceTable.read(out)
+    assert len(table.frame) == 2
+    assert table.models["detector"].startswith("blazeface:")
 
     r = run(
         "cluster", str(people), "--detector", "scrfd", "-o", str(tmp_path / "c.json"), "-f", "json"
