@@ -13,8 +13,9 @@ Input: a cached ``facekit embed`` table holding one embedding column per model, 
   (:func:`facekit.calibration.calibrate`), exactly as ``build-index`` does. A probe photo's answer
   is its face with the highest evidence that reaches the threshold (or unknown).
 * Clustering (REPORT folds, one face per photo): :func:`facekit.cluster.cluster_faces` with
-  the default cut and the calibration defaults (``--impostor`` values for new models),
-  pairwise F1 against the folder names.
+  the default cut and the calibration defaults of ``facekit.calibration.DEFAULT_IMPOSTOR``
+  (or the ``--impostor`` values measured on this table's TUNE folds), pairwise F1 against the
+  folder names.
 
 Usage:
     python benchmarks/bench_models.py TABLE --models dlib,sface,arcface-mbf \\
@@ -165,7 +166,7 @@ def main() -> int:
     all_models = sorted({*singles, *(m for e in ensembles for m in e)})
     photos = load(args.table, all_models)
     folds = REPORT if args.folds == "report" else TUNE
-    imp = impostor_stats(photos, all_models, TUNE)
+    imp = impostor_stats(photos, all_models, TUNE) if args.impostor else {}
     if args.impostor:
         print("| model | impostor mean | impostor std | pairs | photos | people (TUNE folds) |")
         print("|---|---|---|---|---|---|")

@@ -364,7 +364,7 @@ _SPEC_LIST: tuple[ModelSpec, ...] = (
         description="YuNet (OpenCV Zoo): boxes + 5 landmarks, runs with cv2.FaceDetectorYN",
         input_format="BGR at the photo's size (cv2.FaceDetectorYN)",
         alignment="5 landmarks (eyes, nose tip, mouth corners)",
-        rank=30,
+        rank=40,
     ),
     ModelSpec(
         name="scrfd",
@@ -376,7 +376,7 @@ _SPEC_LIST: tuple[ModelSpec, ...] = (
         description="SCRFD-2.5GF (InsightFace): small and turned faces, 5 keypoints; opt-in",
         input_format="1x3xHxW RGB (sides multiples of 32, long side 640), (x-127.5)/128",
         alignment="5 keypoints (eyes, nose tip, mouth corners)",
-        rank=40,
+        rank=35,
     ),
     ModelSpec(
         name="scrfd-500m",
@@ -388,7 +388,7 @@ _SPEC_LIST: tuple[ModelSpec, ...] = (
         description="SCRFD-500MF (InsightFace), fixed 640x640 input, 5 keypoints; opt-in",
         input_format="1x3x640x640 RGB letterboxed, (x-127.5)/128",
         alignment="5 keypoints (eyes, nose tip, mouth corners)",
-        rank=35,
+        rank=30,
     ),
     ModelSpec(
         name="blazeface",
@@ -400,7 +400,7 @@ _SPEC_LIST: tuple[ModelSpec, ...] = (
         description="MediaPipe BlazeFace back-camera model (ONNX conversion), 6 keypoints",
         input_format="1x256x256x3 RGB letterboxed, x/127.5-1",
         alignment="6 keypoints; mouth corners estimated from the mouth centre",
-        rank=5,
+        rank=20,
     ),
     ModelSpec(
         name="retinaface",
