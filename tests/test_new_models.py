@@ -224,3 +224,23 @@ def test_deepface_preprocessing_matches_deepface() -> None:
         theirs = preprocessing.resize_image(crop[0][:, :, ::-1].copy(), (160, 160))
         theirs = preprocessing.normalize_input(theirs.copy(), normalization=norm)
         np.testing.assert_allclose(deepface_input(crop, norm), theirs, atol=1e-5)
+
+
+def test_cached_hog_detector_is_verified(caplog) -> None:
+    """The cached HOG detector (a derived file) is rebuilt when changed on disk."""
+    pytest.importorskip("dlib")
+    import dlib
+
+    from facekit.detect import _cached_hog_detector
+    from facekit.models.store import models_dir
+
+    _cached_hog_detector()
+    path = models_dir() / f"dlib-{dlib.__version__}-frontal_face_detector.svm"
+    good = path.read_bytes()
+    assert json.loads(derived.sidecar(path).read_text())["size"] == len(good)
+    data = bytearray(good)
+    data[100:110] = b"9999999999"  # same size, different weights
+    path.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger="facekit.models.derived"):
+        _cached_hog_detector()
+    assert "SHA-256 differs" in caplog.text and path.read_bytes() == good

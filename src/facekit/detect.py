@@ -115,26 +115,39 @@ def _cached_hog_detector() -> Any:
 
     ``dlib.get_frontal_face_detector()`` decodes the model from text compiled into dlib, which
     takes ~0.36 s; the same model saved once to the model folder loads in ~2 ms. The cache is
-    keyed by dlib's version.
+    keyed by dlib's version and verified like every derived model file
+    (:mod:`facekit.models.derived`: a sidecar with its size and SHA-256, checked on load), so a
+    cached file changed on disk is rebuilt, never used.
     """
+    import tempfile
+    from pathlib import Path
+
     import dlib
 
+    from .models.derived import ensure_derived
     from .models.store import models_dir
 
     path = models_dir() / f"dlib-{dlib.__version__}-frontal_face_detector.svm"
-    if path.is_file():
-        try:
-            return dlib.fhog_object_detector(str(path))
-        except Exception:  # damaged cache: rebuild it below
-            log.warning("%s is damaged; rebuilding it", path)
-    det = dlib.get_frontal_face_detector()
-    try:
-        from .facetable import write_atomic
 
-        write_atomic(path, lambda tmp: det.save(tmp))
-    except OSError as exc:  # read-only model folder: just slower next time
-        log.debug("cannot cache the HOG detector at %s: %s", path, exc)
-    return det
+    def build(_src: Path) -> bytes:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "hog.svm"
+            dlib.get_frontal_face_detector().save(str(out))
+            return out.read_bytes()
+
+    try:
+        ensure_derived(
+            path,
+            path,
+            1,
+            build,
+            what="dlib HOG detector cache",
+            source_id=f"dlib-{dlib.__version__}",
+        )
+        return dlib.fhog_object_detector(str(path))
+    except (OSError, RuntimeError) as exc:  # read-only model folder, or a damaged file
+        log.debug("cannot use the cached HOG detector at %s: %s", path, exc)
+        return dlib.get_frontal_face_detector()
 
 
 class DlibCnnDetector(_DlibShapeMixin, Detector):

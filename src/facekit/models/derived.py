@@ -110,6 +110,7 @@ def ensure_derived(
     *,
     what: str,
     extra_meta: Callable[[bytes], dict[str, Any]] | None = None,
+    source_id: str | None = None,
 ) -> Path:
     """Return ``out``, (re)building it from ``source`` unless a verified copy is cached.
 
@@ -121,6 +122,8 @@ def ensure_derived(
         what: Short name for log lines, e.g. ``"repaired SFace"``.
         extra_meta: More sidecar fields computed from the built bytes (e.g. the keys that older
             facekit versions read, so that they accept the sidecar instead of rebuilding).
+        source_id: Identifies a source that is not a file (e.g. ``"dlib-19.24.9"`` for a model
+            compiled into a library); recorded instead of the source file's SHA-256.
 
     Returns:
         ``out``, verified against its sidecar.
@@ -128,7 +131,7 @@ def ensure_derived(
     from facekit.models.runtime import file_sha256
 
     src = Path(source)
-    source_sha = file_sha256(src)
+    source_sha = source_id if source_id is not None else file_sha256(src)
     problem = check_derived(out, source_sha, version)
     if problem is None:
         return out
