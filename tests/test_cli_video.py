@@ -121,7 +121,8 @@ def test_several_videos_csv_ndjson_and_bad_file(setup, tmp_path: Path) -> None:
     assert res.exit_code == 3, res.output  # the bad file; the others are still reported
     lines = [json.loads(line) for line in res.stdout.splitlines()]
     assert [Path(rec["source"]).name for rec in lines] == ["a.mp4", "nobody.mp4"]
-    assert lines[1]["people"] == [] and lines[1]["samples"] == 1
+    # nobody.mp4 is 6 s long: --interval 10 would give it one sample; it gets the minimum 8.
+    assert lines[1]["people"] == [] and lines[1]["samples"] == 8
     assert "broken.mp4" in res.stderr and "done: 3 videos" in res.stderr
     res = run(str(setup["video"]), str(setup["video"]), "-d", str(setup["db"]), "-f", "json", "-q")
     assert res.exit_code == 0 and isinstance(json.loads(res.stdout), list)
@@ -209,3 +210,150 @@ def test_sprite(setup, tmp_path: Path) -> None:
 def test_help_has_example() -> None:
     res = CliRunner().invoke(app, ["video", "--help"])
     assert res.exit_code == 0 and "facekit video" in res.output and "--interval" in res.output
+
+
+def test_output_paths_checked_before_work(setup, tmp_path: Path, monkeypatch) -> None:
+    """--timeline / --crops / --detections into a folder, a file or under a file: one line, exit 2,
+    before any video is analysed."""
+    import facekit.video as video_mod
+
+    def boom(*a, **k):  # the check must come before the work
+        raise AssertionError("analysed before the output paths were checked")
+
+    monkeypatch.setattr(video_mod, "analyse_video", boom)
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    a_dir = tmp_path / "adir"
+    a_dir.mkdir()
+    (tmp_path / "adir.parquet").mkdir()
+    cases = [
+        (["--timeline", str(a_dir)], "is a folder"),
+        (["--timeline", str(a_file / "t.png")], "is a file, not a folder"),
+        (["--detections", str(tmp_path / "adir.parquet")], "is a folder"),
+        (["--detections", str(a_file / "sub" / "d.parquet")], "is a file, not a folder"),
+        (["--crops", str(a_file)], "is a file, not a folder"),
+        (["--crops", str(a_file / "crops")], "is a file, not a folder"),
+    ]
+    for extra, message in cases:
+        res = run(str(setup["video"]), "-d", str(setup["db"]), "-q", *extra)
+        assert res.exit_code == 2, (extra, res.output)
+        err = res.stderr.strip()
+        assert len(err.splitlines()) == 1 and message in err, (extra, err)
+        assert "Traceback" not in res.output
+
+
+def test_output_into_read_only_folder(setup, tmp_path: Path, monkeypatch) -> None:
+    import os
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        if os.access(ro, os.W_OK):  # root: simulate what a read-only mount answers
+            real = os.access
+            monkeypatch.setattr(
+                os, "access", lambda p, m, **k: False if Path(p) == ro else real(p, m, **k)
+            )
+        for extra in (["--timeline", str(ro / "t.png")], ["--crops", str(ro / "c")]):
+            res = run(str(setup["video"]), "-d", str(setup["db"]), "-q", *extra)
+            assert res.exit_code == 2 and "not writable" in res.stderr, res.output
+    finally:
+        ro.chmod(0o755)
+
+
+def test_start_past_the_end(setup) -> None:
+    res = run(str(setup["video"]), "-d", str(setup["db"]), "-f", "json", "--start", "300")
+    assert res.exit_code == 3, res.output
+    assert "start 300 s is at or past the end of the video" in res.stderr
+    assert "Traceback" not in res.output
+
+
+def test_short_clip_min_samples(setup) -> None:
+    # 6 s of nobody: the default interval of 5 s would give 2 samples; at least 8 are taken.
+    res = run(str(setup["nobody"]), "-d", str(setup["db"]), "-f", "json", "-q")
+    doc = json.loads(res.stdout)
+    assert doc["samples"] == 8 and doc["sampling"] == "exact"
+    res = run(
+        str(setup["nobody"]), "-d", str(setup["db"]), "-f", "json", "-q", "--min-samples", "1"
+    )
+    assert json.loads(res.stdout)["samples"] < 8
+
+
+def test_progress_count_text() -> None:
+    from facekit.cli.video_cmd import samples_text
+
+    assert samples_text(3, 10) == "3/10 samples"
+    assert samples_text(12, 10) == "12/12 samples"  # keyframe plans can be estimates
+    assert samples_text(3, None) == "3 samples"
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+def test_workers_exit_when_the_parent_is_killed(setup) -> None:
+    """kill -9 of `facekit video` must not leave its worker processes running (issue 15)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("needs /proc")
+    env = {**os.environ, "FACEKIT_WORKERS": "2"}
+    cmd = [sys.executable, "-m", "facekit", "video", str(setup["video"]), "-d", str(setup["db"])]
+    # 40 s at --interval 0.1: 400 samples, so the pool starts after the first 24 and is busy.
+    proc = subprocess.Popen(
+        [*cmd, "--interval", "0.1", "-q", "-f", "json"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        workers: list[int] = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            # spawn start method: a resource tracker plus the pool's worker processes
+            workers = [c for c in _children(proc.pid) if "spawn_main" in _cmdline(c)]
+            if len(workers) >= 2:
+                break
+            time.sleep(0.2)
+        assert len(workers) >= 2, "the worker pool did not start"
+        time.sleep(1.0)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(_alive(w) for w in workers):
+            time.sleep(0.2)
+        left = [w for w in workers if _alive(w)]
+        for w in left:
+            os.kill(w, signal.SIGKILL)
+        assert not left, f"workers {left} outlived their parent"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""

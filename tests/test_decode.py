@@ -301,3 +301,46 @@ def test_iter_sprite(tmp_path: Path) -> None:
     (tmp_path / "bad.vtt").write_text(VTT.replace("0,30,40,30", "60,30,40,30"))
     with pytest.raises(InputError, match="outside"):
         list(iter_sprite(tmp_path / "scene_sprite.png", tmp_path / "bad.vtt"))
+
+
+# --------------------------------------------------------------------------- short clips, --start
+def test_sample_times_min_samples_on_short_clips() -> None:
+    # A 4 s clip at the default interval of 5 s got one sample; now at least 8, evenly spread.
+    assert sample_times(4, interval=5, min_samples=8) == [k * 0.5 for k in range(8)]
+    assert sample_times(4, interval=5, start=2, min_samples=8) == [2 + k * 0.25 for k in range(8)]
+    # Long enough for the interval: unchanged.
+    assert sample_times(100, interval=5, min_samples=8) == sample_times(100, interval=5)
+    assert sample_times(4, interval=5) == [0]  # no minimum asked
+
+
+def test_short_clip_gets_min_samples(clip: Path) -> None:
+    st = DecodeStats()
+    got = list(iter_frames(clip, interval=5, min_samples=8, stats=st))
+    # 12 s at --interval 5 would be 3 samples (keyframe sampling); now 8 exact ones, 1.5 s apart.
+    assert [round(f.time, 2) for f in got] == [k * 1.5 for k in range(8)]
+    assert [frame_no(f.rgb) for f in got] == [k * 15 for k in range(8)]
+    assert st.adapted and st.sampling == "exact" and st.planned == 8
+
+
+def test_start_past_the_end_is_one_line_error(clip: Path) -> None:
+    for mode in ("auto", "keyframe", "exact"):
+        with pytest.raises(InputError, match=r"clip\.mp4: start 30 s is at or past the end"):
+            list(iter_frames(clip, interval=5, start=30, sampling=mode))
+
+
+def test_keyframe_sampling_never_before_start(clip: Path) -> None:
+    # Keyframes every 1 s; with --start 3.4 the nearest keyframe to 3.4 is 3.0: not allowed.
+    got = list(iter_frames(clip, interval=2, start=3.4, sampling="keyframe"))
+    assert got and min(f.time for f in got) >= 3.4 - 1e-3
+
+
+def test_planned_samples_for_progress(clip: Path, long_gop: Path) -> None:
+    st = DecodeStats()
+    n = len(list(iter_frames(clip, interval=0.5, sampling="exact", stats=st)))
+    assert st.planned == n == 24
+    st = DecodeStats()
+    n = len(list(iter_frames(clip, interval=0.4, sampling="keyframe", stats=st)))
+    assert st.planned == n == 12  # one per keyframe, not 30 targets
+    st = DecodeStats()
+    list(iter_frames(long_gop, stats=st))
+    assert st.planned is None  # every frame: unknown in advance

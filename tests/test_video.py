@@ -322,3 +322,124 @@ def test_worker_processes_give_the_same_report(world, monkeypatch) -> None:
     pooled = video_mod.analyse_video(video, world["db"], world["pipe"], world["ident"], opts)
     assert pooled.samples == serial.samples == 20
     assert pooled.to_record() == serial.to_record()
+
+
+# --------------------------------------------------------------------------- unknown tracks
+def test_faces_of_one_sample_never_share_an_unknown_track() -> None:
+    """Cannot-link: two unknown faces in the same frame start / continue different tracks,
+    even when both are close to the same track (issue 10 item 18)."""
+    rng = np.random.default_rng(1)
+    a = _unit(rng.normal(size=128))
+
+    def near(v: np.ndarray, s: float = 0.01) -> np.ndarray:
+        return _unit(v + rng.normal(scale=s, size=128))
+
+    cal = Calibration.default(["dlib"])
+    agg = VideoAggregator(cal, VideoOptions(interval=1), source="v.mp4")
+    rgb = np.zeros((200, 400, 3), np.uint8)
+    for t, vecs in enumerate([[a], [near(a), near(a)], [near(a), near(a)]]):
+        emb = Embeddings({"dlib": np.stack(vecs)})
+        agg.add(t, rgb, _faces(len(vecs)), emb, [UNKNOWN] * len(vecs), frame_index=t)
+    agg.finish()
+    for t in range(3):
+        tracks = [r["track"] for r in agg.detections if r["time"] == t]
+        assert len(set(tracks)) == len(tracks), (t, tracks)
+    # One face continues the track, the other starts a second one, which then continues too.
+    assert agg.detections[0]["track"] == "unknown-1"
+    for t in (1, 2):
+        assert sorted(r["track"] for r in agg.detections if r["time"] == t) == [
+            "unknown-1",
+            "unknown-2",
+        ]
+
+
+def test_unknown_link_uses_the_cluster_cut(monkeypatch) -> None:
+    """Unknown faces are linked at cluster.cluster_threshold(), not at the identify threshold."""
+    import facekit.cluster as cluster_mod
+
+    cal = Calibration.default(["dlib"])
+    assert VideoAggregator(cal).link_threshold == pytest.approx(cluster_mod.cluster_threshold())
+    rng = np.random.default_rng(2)
+    a = _unit(rng.normal(size=128))
+    b = _unit(a + rng.normal(scale=0.06, size=128))
+    ev = float(cal.pairwise_evidence({"dlib": a[None]}, {"dlib": b[None]})[0, 0])
+    rgb = np.zeros((200, 400, 3), np.uint8)
+    for cut, expect in ((ev - 0.01, 1), (ev + 0.01, 2)):
+        monkeypatch.setattr(cluster_mod, "cluster_threshold", lambda *a, c=cut, **k: c)
+        agg = VideoAggregator(cal, VideoOptions(interval=1))
+        for t, v in enumerate([a, b]):
+            agg.add(t, rgb, _faces(1), Embeddings({"dlib": v[None]}), [UNKNOWN])
+        agg.finish()
+        assert len(agg.unknowns) == expect, (cut, ev)
+
+
+@pytest.fixture(scope="module")
+def fr_world(tmp_path_factory: pytest.TempPathFactory):
+    """face_recognition's knn_examples/train people plus its Hamilton cast photos: the gallery
+    of benchmarks/bench_video.py."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from conftest import shared_dir
+    from facekit.cli import app
+    from facekit.identify import Identifier
+    from facekit.index import Database
+    from facekit.pipeline import Pipeline
+
+    fr = shared_dir() / "datasets" / "face_recognition-examples"
+    if not fr.is_dir():
+        pytest.skip(f"{fr} not found: the test needs the shared data folder")
+    tmp = tmp_path_factory.mktemp("frvideo")
+    shutil.copytree(fr / "knn_examples" / "train", tmp / "people")
+    for name, person in (
+        ("lin-manuel-miranda.png", "lin_manuel_miranda"),
+        ("alex-lacamoire.png", "alex_lacamoire"),
+    ):
+        (tmp / "people" / person).mkdir(exist_ok=True)
+        shutil.copy(fr / name, tmp / "people" / person / name)
+    res = CliRunner().invoke(
+        app, ["build-index", str(tmp / "people"), "-d", str(tmp / "faces.db"), "-q"]
+    )
+    assert res.exit_code == 0, res.output
+    db = Database.open(tmp / "faces.db")
+    return {"db": db, "pipe": Pipeline(db.config), "ident": Identifier(db)}
+
+
+def test_facenet_video_two_people_in_one_frame_are_two_tracks(fr_world) -> None:
+    """../shared/videos/facenet-pytorch_video.mp4 at --interval 0.5: several strangers share
+    frames; before, two of them (1.0 s and 1.52 s) were both labelled unknown-1."""
+    from conftest import shared_dir
+    from facekit.video import analyse_video
+
+    clip = shared_dir() / "videos" / "facenet-pytorch_video.mp4"
+    if not clip.is_file():
+        pytest.skip(f"{clip} not found")
+    w = fr_world
+    rep = analyse_video(clip, w["db"], w["pipe"], w["ident"], VideoOptions(interval=0.5))
+    by_time: dict[float, list[str]] = {}
+    for r in rep.detections:
+        if r["track"] is not None:
+            by_time.setdefault(r["time"], []).append(r["track"])
+    assert max(len(v) for v in by_time.values()) >= 2  # frames with several tracked faces
+    for t, tracks in by_time.items():
+        assert len(set(tracks)) == len(tracks), (t, tracks)
+    assert len([p for p in rep.people if not p.known]) >= 3
+
+
+def test_on_total_reports_the_planned_samples(world) -> None:
+    from facekit.video import analyse_video
+
+    video = make_slideshow(world["tmp"] / "slides_total.mp4", world["lfw"])
+    totals: list[int | None] = []
+    done: list[float] = []
+    rep = analyse_video(
+        video,
+        world["db"],
+        world["pipe"],
+        world["ident"],
+        VideoOptions(interval=5),
+        on_sample=lambda f: done.append(f.time),
+        on_total=totals.append,
+    )
+    assert totals == [10] and len(done) == rep.samples == 10

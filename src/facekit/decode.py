@@ -150,6 +150,10 @@ class DecodeStats:
         kept: frames returned (converted to RGB).
         seeks: seeks performed.
         warning: set when decoding stopped early on damaged data (frames before it were kept).
+        adapted: the clip was too short for ``interval``: ``min_samples`` evenly spread
+            samples were taken instead (see :func:`sample_times`).
+        planned: samples the plan is expected to give (``None``: unknown, e.g. every frame
+            or a file without a duration); set when iteration starts. For progress bars.
         info: the probe result.
         duration: the sprite's duration (end of its last cue), for :func:`iter_sprite`.
     """
@@ -160,6 +164,8 @@ class DecodeStats:
     duration: float = 0.0
     seeks: int = 0
     warning: str | None = None
+    adapted: bool = False
+    planned: int | None = None
     info: VideoInfo | None = None
 
 
@@ -307,11 +313,15 @@ def sample_times(
     frames: int | None = None,
     start: float | None = None,
     end: float | None = None,
+    min_samples: int | None = None,
 ) -> list[float] | None:
     """Target times in seconds, or ``None`` for "every frame".
 
     ``interval``: one every ``interval`` seconds from ``start``. ``frames``: that many spread
-    evenly over 5%-95% of ``[start, end]`` (as Stash Sense samples scenes).
+    evenly over 5%-95% of ``[start, end]`` (as Stash Sense samples scenes). ``min_samples``
+    (with ``interval`` and a known duration): when the interval would give fewer samples,
+    take ``min_samples`` evenly spaced ones instead, ``start + k * span / min_samples`` (a 4 s
+    clip at ``interval=5`` gets 8 samples 0.5 s apart, not one).
     """
     lo = max(0.0, start or 0.0)
     hi = duration if end is None or (duration and end > duration) else end
@@ -329,7 +339,11 @@ def sample_times(
             raise ValueError("interval must be > 0")
         n = int(math.floor((hi - lo) / interval + _EPS)) + 1 if hi > lo else 1
         times = [lo + i * interval for i in range(n)]
-        return [t for t in times if hi <= lo or t < hi or t == lo]
+        times = [t for t in times if hi <= lo or t < hi or t == lo]
+        if min_samples and hi > lo and len(times) < min_samples:
+            spacing = (hi - lo) / min_samples
+            times = [lo + k * spacing for k in range(min_samples)]
+        return times
     return None
 
 
@@ -368,6 +382,7 @@ def iter_frames(
     end: float | None = None,
     sampling: str = "auto",
     stats: DecodeStats | None = None,
+    min_samples: int | None = None,
 ) -> Iterator[Frame]:
     """Stream sampled frames of a video as RGB arrays, in time order.
 
@@ -379,13 +394,17 @@ def iter_frames(
         sampling: ``"auto"``, ``"exact"`` or ``"keyframe"`` (module docstring). With neither
             ``interval`` nor ``frames`` every frame is returned.
         stats: filled in while iterating (strategy used, frames decoded, seeks).
+        min_samples: with ``interval``, at least this many samples evenly spread over a short
+            clip (see :func:`sample_times`); ``auto`` sampling then takes exact times, since a
+            short clip has too few keyframes to give that many distinct samples.
 
     Yields:
         :class:`Frame` objects; ``rgb`` is ``(H, W, 3) uint8`` with rotation applied.
 
     Raises:
-        InputError: the file cannot be opened or has no decodable video (one line naming it).
-            Damage later in the file stops the iteration early with ``stats.warning`` set.
+        InputError: the file cannot be opened or has no decodable video, or ``start`` is at
+            or past the end of a video of known duration (one line naming it). Damage later
+            in the file stops the iteration early with ``stats.warning`` set.
     """
     import av
 
@@ -395,17 +414,36 @@ def iter_frames(
     try:
         info = _probe_open(container, name)
         stats.info = info
+        if start is not None and info.duration > 0 and start >= info.duration - _EPS:
+            raise InputError(
+                f"{name}: start {start:g} s is at or past the end of the video "
+                f"({info.duration:.2f} s long)"
+            )
         targets = sample_times(
-            info.duration, interval=interval, frames=frames, start=start, end=end
+            info.duration,
+            interval=interval,
+            frames=frames,
+            start=start,
+            end=end,
+            min_samples=None if frames else min_samples,
         )
+        adapted = bool(
+            targets is not None
+            and interval
+            and not frames
+            and min_samples
+            and len(targets)
+            > len(sample_times(info.duration, interval=interval, start=start, end=end) or [])
+        )
+        stats.adapted = adapted
         step = None
         if targets is not None:
             step = (
                 interval
-                if interval and not frames
+                if interval and not frames and not adapted
                 else ((targets[1] - targets[0]) if len(targets) > 1 else max(info.duration, 1.0))
             )
-        mode = choose_sampling(info, step, sampling)
+        mode = choose_sampling(info, step, "exact" if adapted and sampling == "auto" else sampling)
         stats.sampling = mode
         container.seek(0, backward=True, any_frame=False)  # probe decoded the first frame
         stream = container.streams.video[0]
@@ -415,6 +453,11 @@ def iter_frames(
         end_t = end if end is not None else math.inf
         unbounded = bool(
             targets is not None and interval and not frames and info.duration <= 0 and end is None
+        )
+        stats.planned = (
+            None
+            if targets is None or unbounded
+            else _planned(info, targets, mode, start or 0.0, end_t)
         )
 
         def time_of(fr: Any) -> float | None:
@@ -451,6 +494,7 @@ def iter_frames(
                     end_t,
                     unbounded,
                     interval,
+                    start or 0.0,
                 )
             else:
                 yield from _exact_samples(
@@ -475,6 +519,21 @@ def iter_frames(
             raise InputError(f"{name}: no decodable video frames")
     finally:
         container.close()
+
+
+def _planned(info: VideoInfo, targets: list[float], mode: str, lo: float, end_t: float) -> int:
+    """How many samples the plan will give (for progress bars): the targets, or in keyframe
+    mode the distinct keyframes nearest to them (from the index, when there is one)."""
+    targets = [t for t in targets if t < end_t]
+    kfs = [k for k in info.keyframes if lo - _EPS <= k < end_t]
+    if mode != "keyframe" or not kfs:
+        return len(targets)
+    chosen = set()
+    for t in targets:
+        j = bisect.bisect_left(kfs, t)
+        near = [kfs[x] for x in (j - 1, j) if 0 <= x < len(kfs)]
+        chosen.add(min(near, key=lambda k: (abs(k - t), k)))
+    return len(chosen)
 
 
 def _seek(container: Any, stream: Any, t: float, t0: float, stats: DecodeStats) -> None:
@@ -546,8 +605,9 @@ def _keyframe_samples(
     end_t: float,
     unbounded: bool,
     interval: float | None,
+    lo: float = 0.0,
 ) -> Iterator[Frame]:
-    """For each target, the nearest keyframe (decoding keyframes only, no seeking)."""
+    """For each target, the nearest keyframe at or after ``lo`` (decoding keyframes only, no seeking)."""
     stream.codec_context.skip_frame = "NONKEY"
     try:
         prev: tuple[float, Any] | None = None
@@ -565,7 +625,7 @@ def _keyframe_samples(
         for fr in container.decode(stream):
             stats.decoded += 1
             t = time_of(fr)
-            if t is None:
+            if t is None or t < lo - _EPS:
                 continue
             while True:
                 target = next_target()
@@ -699,6 +759,7 @@ def iter_sprite(
     except OSError as exc:
         raise InputError(f"{vtt}: {_os_problem(exc)}") from None
     cues = parse_vtt(text, vtt)
+    stats.planned = len(cues)
     stats.duration = max((c.end for c in cues), default=0.0)
     sheet = load_image(sprite_path).rgb
     hgt, wid = sheet.shape[:2]

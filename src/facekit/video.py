@@ -11,8 +11,10 @@ per-face answers into one :class:`PersonTrack` per person:
   sample the person was seen in (a lone sighting is ``[t, t]``).
 * **Unknown faces** (``identity=None``) are linked into anonymous tracks ``unknown-1``, ...:
   a face joins the track whose representative embeddings give the highest fused evidence
-  (:meth:`~facekit.calibration.Calibration.pairwise_evidence`) at or above the database's
-  calibrated threshold, else starts a new track. A track keeps the running mean of its
+  (:meth:`~facekit.calibration.Calibration.pairwise_evidence`) at or above the cut that
+  ``facekit cluster`` uses (:func:`facekit.cluster.cluster_threshold`), else starts a new
+  track. Two faces of the same sample never join the same track (cannot-link): within a
+  sample, (face, track) pairs are taken by decreasing evidence, each face and track once. A track keeps the running mean of its
   embeddings plus up to :data:`MAX_REPRESENTATIVES` sightings. Tracks seen in fewer than
   ``min_unknown_frames`` samples (default 2) are dropped from ``people``: a face seen once is
   too often a blurred or half-turned known person or a false detection to be worth enrolling.
@@ -53,6 +55,8 @@ __all__ = [
     "MAX_REPRESENTATIVES",
 ]
 
+#: Samples a short clip gets at least (``--interval`` too long for it): see VideoOptions.
+MIN_SAMPLES = 8
 #: Sightings an unknown track keeps for matching (besides its running mean).
 MAX_REPRESENTATIVES = 8
 CROP_SIZE = 112
@@ -92,6 +96,9 @@ class VideoOptions:
     Attributes:
         interval: seconds between samples (ignored when ``frames`` is set).
         frames: number of samples spread over 5%-95% of the runtime.
+        min_samples: with ``interval``, a clip too short for this many samples at that
+            interval gets this many evenly spaced ones instead (exact times; see
+            :func:`facekit.decode.sample_times`). ``None`` or 1: no minimum.
         start, end: part of the file to look at (seconds).
         sampling: ``"auto"``, ``"exact"`` or ``"keyframe"`` (see :mod:`facekit.decode`).
         min_unknown_frames: unknown tracks seen in fewer samples are dropped from ``people``.
@@ -101,6 +108,7 @@ class VideoOptions:
 
     interval: float | None = 5.0
     frames: int | None = None
+    min_samples: int | None = MIN_SAMPLES
     start: float | None = None
     end: float | None = None
     sampling: str = "auto"
@@ -242,6 +250,13 @@ class VideoReport:
 
 
 # --------------------------------------------------------------------------- aggregation
+def unknown_link_threshold(calibration: Any) -> float:
+    """The evidence cut for joining unknown faces into one track: the one ``cluster`` uses."""
+    from .cluster import cluster_threshold
+
+    return float(cluster_threshold())
+
+
 @dataclass
 class _Unknown:
     label: str
@@ -283,8 +298,19 @@ class VideoAggregator:
         >>> people = agg.finish()
     """
 
-    def __init__(self, calibration: Any, options: VideoOptions | None = None, source: str = ""):
+    def __init__(
+        self,
+        calibration: Any,
+        options: VideoOptions | None = None,
+        source: str = "",
+        link_threshold: float | None = None,
+    ):
         self.cal = calibration
+        #: Fused-evidence cut for linking an unknown face to a track: the cut ``facekit
+        #: cluster`` uses (:func:`facekit.cluster.cluster_threshold`) unless given.
+        self.link_threshold = (
+            unknown_link_threshold(calibration) if link_threshold is None else link_threshold
+        )
         self.options = options or VideoOptions()
         self.source = source
         self.sample_times: list[float] = []
@@ -306,15 +332,16 @@ class VideoAggregator:
         best: dict[
             str, tuple[float, int, bool, str | None]
         ] = {}  # label -> (score, face, known, name)
+        sizes = [float(faces.size[i]) for i in range(len(matches))] if len(faces) else []
+        unknown_faces = [i for i, m in enumerate(matches) if getattr(m, "identity", None) is None]
+        unknown_labels = self._link_unknowns(embeddings, unknown_faces)
         for i, m in enumerate(matches):
             ident = getattr(m, "identity", None)
             if ident is not None:
                 label, name, known, score = ident.person, ident.name, True, float(ident.confidence)
             else:
-                label = self._link_unknown(
-                    embeddings, i, float(faces.size[i]) if len(faces) else 0.0
-                )
-                name, known, score = None, False, float(faces.size[i]) if len(faces) else 0.0
+                label = unknown_labels[i]
+                name, known, score = None, False, sizes[i]
             if label not in best or score > best[label][0]:
                 best[label] = (score, i, known, name)
             if self.options.keep_detections:
@@ -358,47 +385,73 @@ class VideoAggregator:
     def _unknown(self, label: str) -> _Unknown:
         return next(u for u in self.unknowns if u.label == label)
 
-    def _link_unknown(self, embeddings: Any, i: int, size: float) -> str:
-        vecs = getattr(embeddings, "vectors", {}) or {}
-        models = [m for m in self.cal.models if m in vecs]
-        if not models:
-            label = f"unknown-{len(self.unknowns) + 1}"
-            self.unknowns.append(_Unknown(label, {}, {}, 1))
-            return label
-        face = {m: vecs[m][i : i + 1] for m in models}
-        best_label, best_ev = None, -math.inf
-        for u in self.unknowns:
-            if not u.mean:
-                continue
-            cand = {
-                m: np.vstack([_unit(u.mean[m])[None, :], *[r[None, :] for r in u.reps[m]]])
-                for m in models
-            }
-            ev = float(np.max(self.cal.pairwise_evidence(face, cand)))
-            if ev > best_ev:
-                best_label, best_ev = u.label, ev
-        if best_label is not None and best_ev >= self.cal.threshold:
-            u = self._unknown(best_label)
-            u.n += 1
-            for m in models:
-                u.mean[m] = u.mean[m] + face[m][0]
-                reps = u.reps[m]
-                if len(reps) < MAX_REPRESENTATIVES:
-                    reps.append(face[m][0].copy())
-                else:  # keep a spread over time: replace the oldest but the first
-                    reps.pop(1)
-                    reps.append(face[m][0].copy())
-            return best_label
+    def _new_unknown(self, face: dict[str, np.ndarray]) -> str:
         label = f"unknown-{len(self.unknowns) + 1}"
         self.unknowns.append(
             _Unknown(
                 label,
-                {m: face[m][0].astype(np.float64) for m in models},
-                {m: [face[m][0].copy()] for m in models},
+                {m: v[0].astype(np.float64) for m, v in face.items()},
+                {m: [v[0].copy()] for m, v in face.items()},
                 1,
             )
         )
         return label
+
+    def _link_unknowns(self, embeddings: Any, idx: Sequence[int]) -> dict[int, str]:
+        """Labels for the unknown faces ``idx`` of one sample (see the module docstring).
+
+        Faces of one sample never share a track (cannot-link): pairs (face, track) are taken
+        by decreasing evidence, each face and each track at most once, while the evidence is
+        at or above :attr:`link_threshold`; the faces left over start new tracks.
+        """
+        if not idx:
+            return {}
+        vecs = getattr(embeddings, "vectors", {}) or {}
+        models = [m for m in self.cal.models if m in vecs]
+        if not models:
+            return {i: self._new_unknown({}) for i in idx}
+        faces = {m: np.asarray(vecs[m])[list(idx)] for m in models}
+        tracks = [u for u in self.unknowns if u.mean]
+        out: dict[int, str] = {}
+        if tracks:
+            ev = np.full((len(idx), len(tracks)), -np.inf)
+            for k, u in enumerate(tracks):
+                cand = {
+                    m: np.vstack([_unit(u.mean[m])[None, :], *[r[None, :] for r in u.reps[m]]])
+                    for m in models
+                }
+                ev[:, k] = np.max(self.cal.pairwise_evidence(faces, cand), axis=1)
+            cut = self.link_threshold
+            # Stable order: by evidence, ties by face then track position.
+            order = sorted(
+                ((float(ev[a, k]), a, k) for a in range(len(idx)) for k in range(len(tracks))),
+                key=lambda e: (-e[0], e[1], e[2]),
+            )
+            used_faces: set[int] = set()
+            used_tracks: set[int] = set()
+            for value, a, k in order:
+                if value < cut:
+                    break
+                if a in used_faces or k in used_tracks:
+                    continue
+                used_faces.add(a)
+                used_tracks.add(k)
+                u = tracks[k]
+                u.n += 1
+                for m in models:
+                    vec = faces[m][a]
+                    u.mean[m] = u.mean[m] + vec
+                    reps = u.reps[m]
+                    if len(reps) < MAX_REPRESENTATIVES:
+                        reps.append(vec.copy())
+                    else:  # keep a spread over time: replace the oldest but the first
+                        reps.pop(1)
+                        reps.append(vec.copy())
+                out[idx[a]] = u.label
+        for a, i in enumerate(idx):
+            if i not in out:
+                out[i] = self._new_unknown({m: faces[m][a : a + 1] for m in models})
+        return out
 
     @property
     def step(self) -> float:
@@ -450,6 +503,40 @@ def _analyse(pipeline: Any, rgb: np.ndarray) -> tuple[Any, Any]:
         return pipeline.analyse(rgb)
     result = pipeline.process_rgb(rgb, "", None)
     return result.faces, result.embeddings
+
+
+def _watch_parent(parent: int, period: float = 0.5) -> None:
+    """Exit this (worker) process as soon as ``parent`` is gone (killed with SIGKILL, say):
+    the worker is re-parented, so ``os.getppid()`` changes. Linux also gets PR_SET_PDEATHSIG."""
+    import threading
+    import time
+
+    try:  # immediate on Linux: the kernel sends SIGTERM when the parent dies
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except Exception:  # pragma: no cover - not Linux
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(period)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="facekit-parent-watch", daemon=True).start()
+
+
+def _video_worker_init(config: Any, parent: int) -> None:
+    """Worker start-up: watch the parent process, then load the models once."""
+    from .pipeline import _worker_init
+
+    _watch_parent(parent)
+    _worker_init(config)
 
 
 def _analyse_in_worker(rgb: np.ndarray) -> tuple[Any, Any]:
@@ -540,6 +627,21 @@ def analyse_frames(
     return agg.finish(), agg
 
 
+def _announce_total(
+    frames: Iterator[Frame], stats: DecodeStats, on_total: Callable[[int | None], None]
+) -> Iterator[Frame]:
+    """Pass ``frames`` through, calling ``on_total(stats.planned)`` once decoding has started."""
+    it = iter(frames)
+    try:
+        first = next(it)
+    except StopIteration:
+        on_total(stats.planned)
+        return
+    on_total(stats.planned)
+    yield first
+    yield from it
+
+
 def analyse_video(
     path: str | os.PathLike[str],
     db: Any,
@@ -548,6 +650,7 @@ def analyse_video(
     options: VideoOptions | None = None,
     *,
     on_sample: Callable[[Frame], None] | None = None,
+    on_total: Callable[[int | None], None] | None = None,
 ) -> VideoReport:
     """Find who appears in a video and when.
 
@@ -558,6 +661,8 @@ def analyse_video(
         identifier: a :class:`~facekit.identify.Identifier` on ``db``.
         options: sampling and reporting options.
         on_sample: called after each analysed sample (progress bars).
+        on_total: called once, when decoding starts, with the number of samples expected
+            (``None`` when unknown, e.g. a file without a duration).
 
     Returns:
         A :class:`VideoReport`.
@@ -581,7 +686,10 @@ def analyse_video(
         end=options.end,
         sampling=options.sampling,
         stats=stats,
+        min_samples=options.min_samples,
     )
+    if on_total is not None:
+        frames = _announce_total(frames, stats, on_total)
     timings: dict[str, float] = {}
     people, agg = analyse_frames(
         frames,
@@ -618,13 +726,19 @@ def analyse_sprite(
     options: VideoOptions | None = None,
     *,
     on_sample: Callable[[Frame], None] | None = None,
+    on_total: Callable[[int | None], None] | None = None,
 ) -> VideoReport:
     """Like :func:`analyse_video` on a Stash sprite sheet + WebVTT index (cue times, no video decoding)."""
     options = options or VideoOptions()
     stats = DecodeStats()
     lo = options.start if options.start is not None else -math.inf
     hi = options.end if options.end is not None else math.inf
-    frames = (f for f in iter_sprite(sprite, vtt, stats) if lo <= f.time < hi)
+    frames: Iterator[Frame] = (f for f in iter_sprite(sprite, vtt, stats) if lo <= f.time < hi)
+    if on_total is not None:
+        ranged = options.start is not None or options.end is not None
+        report_total = on_total
+        # Cues outside --start/--end are dropped as they come: the total is not known then.
+        frames = _announce_total(frames, stats, lambda n: report_total(None if ranged else n))
     timings: dict[str, float] = {}
     name = os.fspath(sprite)
     people, agg = analyse_frames(

@@ -20,8 +20,6 @@ from .common import (
     QuietOpt,
     UpsampleOpt,
     VerboseOpt,
-    check_output_dir,
-    check_output_file,
     default_db,
     file_error,
     handle_errors,
@@ -30,6 +28,60 @@ from .common import (
     stderr,
     warn_line,
 )
+
+
+def _writable_ancestor(path: Path, option: str) -> None:
+    """The nearest existing ancestor of ``path`` must be a folder this process can write to
+    (missing folders below it are created later)."""
+    import os
+
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        if parent.is_symlink():  # dangling link
+            raise UsageError(f"{option} {path}: {parent} is a broken link")
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"{option} {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {path}: folder {parent} is not writable")
+
+
+def _os_reason(exc: OSError) -> str:
+    where = f"{exc.filename}: " if exc.filename else ""
+    return where + (exc.strerror or str(exc) or type(exc).__name__).lower()
+
+
+def check_output_file(path: Path, option: str) -> None:
+    """A file output: not an existing folder; an existing file must be writable; its folder
+    (or the nearest existing ancestor) must be a writable folder.
+
+    Raises:
+        UsageError: one line naming the option, the path and the problem.
+    """
+    import os
+
+    if path.is_dir():
+        raise UsageError(f"{option} {path}: is a folder; give a file name")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UsageError(f"{option} {path}: file is not writable")
+    _writable_ancestor(path, option)
+
+
+def check_output_dir(path: Path, option: str) -> None:
+    """A folder output: not an existing file; writable if it exists, else creatable.
+
+    Raises:
+        UsageError: one line naming the option, the path and the problem.
+    """
+    import os
+
+    if path.exists():
+        if not path.is_dir():
+            raise UsageError(f"{option} {path}: is a file, not a folder")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise UsageError(f"{option} {path}: folder is not writable")
+        return
+    _writable_ancestor(path, option)
 
 
 class SamplingChoice(str, Enum):
@@ -61,8 +113,21 @@ def video_cmd(
             help="Instead of --interval: this many frames spread evenly over 5%-95% of the runtime.",
         ),
     ] = None,
+    min_samples: Annotated[
+        int,
+        typer.Option(
+            "--min-samples",
+            min=1,
+            help="With --interval: a clip too short for this many samples gets this many, evenly spaced (exact times). 1: no minimum.",
+        ),
+    ] = 8,
     start: Annotated[
-        float | None, typer.Option("--start", min=0, help="Start at this many seconds.")
+        float | None,
+        typer.Option(
+            "--start",
+            min=0,
+            help="Start at this many seconds (at or past the end of a video: an error for that file).",
+        ),
     ] = None,
     end: Annotated[
         float | None, typer.Option("--end", min=0, help="Stop at this many seconds.")
@@ -171,9 +236,14 @@ def video_cmd(
             raise UsageError(f"--end ({end}) must be after --start ({start})")
         if detections is not None and detections.suffix.lower() != ".parquet":
             raise UsageError(f"--detections writes Parquet: give a .parquet file, not {detections}")
-        check_output_file(timeline, "--timeline")  # outputs: checked before any work
-        check_output_file(detections, "--detections")
-        check_output_dir(crops, "--crops")
+        # Output paths are checked before any work (issue 15): a file where a folder is
+        # needed, a folder where a file is, or an unwritable place is one line, exit 2.
+        if crops is not None:
+            check_output_dir(crops, "--crops")
+        if timeline is not None:
+            check_output_file(timeline, "--timeline")
+        if detections is not None:
+            check_output_file(detections, "--detections")
 
         database = Database.open(db or default_db())
         config = database.config
@@ -185,6 +255,7 @@ def video_cmd(
         options = VideoOptions(
             interval=None if frames else interval,
             frames=frames,
+            min_samples=min_samples,
             start=start,
             end=end,
             sampling=sampling.value,
@@ -206,8 +277,15 @@ def video_cmd(
             jobs.append(
                 (
                     str(sprite),
-                    lambda cb, sp=sprite, vt=vtt: analyse_sprite(
-                        sp, vt, database, pipeline, identifier, options, on_sample=cb
+                    lambda cb, tot, sp=sprite, vt=vtt: analyse_sprite(
+                        sp,
+                        vt,
+                        database,
+                        pipeline,
+                        identifier,
+                        options,
+                        on_sample=cb,
+                        on_total=tot,
                     ),
                 )
             )
@@ -215,8 +293,8 @@ def video_cmd(
             jobs.append(
                 (
                     p,
-                    lambda cb, p=p: analyse_video(
-                        p, database, pipeline, identifier, options, on_sample=cb
+                    lambda cb, tot, p=p: analyse_video(
+                        p, database, pipeline, identifier, options, on_sample=cb, on_total=tot
                     ),
                 )
             )
@@ -251,20 +329,29 @@ def video_cmd(
                 rows = [{"source": source, "person": None, "segments": "(nobody)", "frames": 0}]
             renderer.add(report.to_record(crops=b64), rows)
             stem = Path(source).stem
-            if crops is not None:
-                save_crops(report, crops / stem)
-            if timeline is not None:
-                target = (
-                    timeline
-                    if single
-                    else timeline.with_name(f"{timeline.stem}-{stem}{timeline.suffix or '.png'}")
-                )
-                draw_timeline(report, target)
+            try:
+                if crops is not None:
+                    save_crops(report, crops / stem)
+                if timeline is not None:
+                    target = (
+                        timeline
+                        if single
+                        else timeline.with_name(
+                            f"{timeline.stem}-{stem}{timeline.suffix or '.png'}"
+                        )
+                    )
+                    draw_timeline(report, target)
+            except OSError as exc:  # e.g. disk full, or a file named like a crops sub-folder
+                errors += 1
+                warn_line(f"{source}: cannot write outputs ({_os_reason(exc)})")
             if detections is not None:
                 all_rows.extend(report.detections)
         renderer.close()
         if detections is not None:
-            write_detections(all_rows, detections)
+            try:
+                write_detections(all_rows, detections)
+            except OSError as exc:
+                raise InputError(f"{detections}: cannot write ({_os_reason(exc)})") from None
         if not quiet:
             stderr().print(
                 f"done: {len(jobs)} videos, {samples} frames sampled, {known} known people "
@@ -274,24 +361,52 @@ def video_cmd(
         raise typer.Exit(3 if errors else (0 if known else 1))
 
 
+def samples_text(done: int, total: int | None) -> str:
+    """The progress line's count: ``12/432 samples``, or ``12 samples`` when the total is unknown."""
+    if total is None:
+        return f"{done} samples"
+    return f"{done}/{max(total, done)} samples"
+
+
 def _run_with_progress(job: Any, source: str, quiet: bool) -> Any:
-    """Run one video with a progress line on stderr (sample count and current time)."""
+    """Run one video with a progress line on stderr: samples done / total, the current time in
+    the video, elapsed time and (when the video's duration, hence the total, is known) ETA."""
     if quiet:
-        return job(None)
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+        return job(None, None)
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        ProgressColumn,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class Count(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            total = None if task.total is None else int(task.total)
+            return Text(samples_text(int(task.completed), total))
 
     with Progress(
         SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TextColumn("{task.completed} samples"),
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        Count(),
         TextColumn("at {task.fields[at]}"),
         TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
         console=stderr(),
         transient=True,
     ) as progress:
         task = progress.add_task(Path(source).name, total=None, at="0s")
 
+        def on_total(total: int | None) -> None:
+            progress.update(task, total=total)
+
         def on_sample(frame: Any) -> None:
             progress.update(task, advance=1, at=f"{frame.time:.1f}s")
 
-        return job(on_sample)
+        return job(on_sample, on_total)
