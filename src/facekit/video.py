@@ -104,6 +104,8 @@ class VideoOptions:
         min_unknown_frames: unknown tracks seen in fewer samples are dropped from ``people``.
         keep_detections: keep every per-face row in :attr:`VideoReport.detections`.
         crops: keep the best face crop per person.
+        track: let the IoU tracker of :mod:`facekit.tracking` skip re-embedding faces that
+            continue a confidently named face of the previous sample (``False``: embed all).
     """
 
     interval: float | None = 5.0
@@ -115,6 +117,7 @@ class VideoOptions:
     min_unknown_frames: int = 2
     keep_detections: bool = True
     crops: bool = True
+    track: bool = True
 
 
 @dataclass
@@ -196,6 +199,7 @@ class VideoReport:
         detections: one dict per sampled face (see :data:`DETECTION_COLUMNS`).
         warning: set when decoding stopped early on damaged data.
         timings: seconds spent decoding and in detect+embed+identify.
+        counters: ``embedded`` faces and faces ``followed`` by the tracker (not embedded).
     """
 
     source: str
@@ -209,6 +213,7 @@ class VideoReport:
     detections: list[dict[str, Any]] = field(default_factory=list)
     warning: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)
 
     @property
     def known(self) -> list[PersonTrack]:
@@ -546,8 +551,17 @@ def _analyse_in_worker(rgb: np.ndarray) -> tuple[Any, Any]:
     return _pipeline_module._worker_pipeline.analyse(rgb)
 
 
+def _detect_in_worker(rgb: np.ndarray) -> tuple[Any, Any]:
+    from . import pipeline as _pipeline_module
+    from .tracking import detect_and_crop
+
+    assert _pipeline_module._worker_pipeline is not None
+    return detect_and_crop(_pipeline_module._worker_pipeline, rgb)
+
+
 #: Samples analysed in this process before worker processes are started: short clips finish
-#: before a pool (about a second to start and load the models) would pay off.
+#: before a pool (about a second to start and load the models) would pay off. A video whose
+#: plan has at least twice as many samples starts the pool at once.
 POOL_AFTER_SAMPLES = 24
 
 
@@ -561,12 +575,25 @@ def analyse_frames(
     source: str,
     on_sample: Callable[[Frame], None] | None = None,
     timings: dict[str, float] | None = None,
+    planned: Callable[[], int | None] | None = None,
+    counters: dict[str, int] | None = None,
 ) -> tuple[list[PersonTrack], VideoAggregator]:
-    """Run detect+embed+identify on each frame and aggregate. Frames are dropped after use."""
+    """Detect, embed and identify the faces of each frame and aggregate them.
+
+    Detection (and cutting the aligned crops) runs per frame, in worker processes for long
+    videos; embedding and identification run here, batched over samples, with the IoU
+    tracker of :mod:`facekit.tracking` (``options.track``). Frames are dropped after use.
+
+    Args:
+        planned: returns the number of samples expected (``None``: unknown), asked after the
+            first frame to decide whether to start the worker pool at once.
+        counters: filled with ``embedded`` / ``followed`` face counts.
+    """
     import time as _time
     from collections import deque
 
     from .pipeline import PipelineConfig, default_workers
+    from .tracking import Resolved, SampleResolver, detect_and_crop, supports
 
     agg = VideoAggregator(calibration, options, source)
     timings = timings if timings is not None else {}
@@ -575,20 +602,37 @@ def analyse_frames(
     it: Iterator[Frame] = iter(frames)
     config = getattr(pipeline, "config", None)
     workers = default_workers() if isinstance(config, PipelineConfig) else 1
+    batched = supports(pipeline)
     # Long videos: decoding stays here while worker processes (one per core, models loaded
-    # once each) detect and embed; at most 2 x workers frames are in flight and results are
-    # folded in sample order. (Threads are not an option: dlib crashed when two threads
-    # detected at once.)
+    # once each) detect; at most 2 x workers frames are in flight and results are folded in
+    # sample order. (Threads are not an option: dlib crashed when two threads detected at once.)
     pool: Any = None
     pending: deque[tuple[Frame, Any]] = deque()
     n = 0
 
-    def fold(frame: Frame, faces: Any, embeddings: Any) -> None:
-        matches = identifier.match(embeddings) if len(faces) else []
-        agg.add(frame.time, frame.rgb, faces, embeddings, matches, frame.index)
+    def emit(r: Resolved) -> None:
+        frame = r.item
+        agg.add(frame.time, frame.rgb, r.faces, r.embeddings, r.matches, frame.index)
         if on_sample is not None:
             on_sample(frame)
 
+    resolver = (
+        SampleResolver(pipeline.ensemble, identifier, emit, track=options.track)
+        if batched
+        else None
+    )
+
+    def fold(frame: Frame, faces: Any, extra: Any) -> None:
+        if resolver is not None:
+            resolver.add(frame, faces, extra)
+            return
+        matches = identifier.match(extra) if len(faces) else []
+        emit(Resolved(frame, faces, extra, matches, [False] * len(matches)))
+
+    def work(rgb: np.ndarray) -> tuple[Any, Any]:
+        return detect_and_crop(pipeline, rgb) if batched else _analyse(pipeline, rgb)
+
+    remote = _detect_in_worker if batched else _analyse_in_worker
     try:
         while True:
             t0 = _time.perf_counter()
@@ -600,15 +644,18 @@ def analyse_frames(
             t1 = _time.perf_counter()
             timings["decode"] += t1 - t0
             n += 1
-            if pool is None and workers > 1 and n > POOL_AFTER_SAMPLES:
+            long_plan = (
+                n == 1 and planned is not None and (planned() or 0) >= 2 * POOL_AFTER_SAMPLES
+            )
+            if pool is None and workers > 1 and (n > POOL_AFTER_SAMPLES or long_plan):
                 from .pipeline import worker_pool
 
                 assert isinstance(config, PipelineConfig)
                 pool = worker_pool(config, workers)
             if pool is None:
-                fold(frame, *_analyse(pipeline, frame.rgb))
+                fold(frame, *work(frame.rgb))
             else:
-                pending.append((frame, pool.submit(_analyse_in_worker, frame.rgb)))
+                pending.append((frame, pool.submit(remote, frame.rgb)))
                 while len(pending) >= 2 * workers:
                     done, fut = pending.popleft()
                     fold(done, *fut.result())
@@ -618,12 +665,21 @@ def analyse_frames(
         while pending:
             done, fut = pending.popleft()
             fold(done, *fut.result())
+        if resolver is not None:
+            resolver.flush()
         timings["analyse"] += _time.perf_counter() - t1
-    finally:
+    except BaseException:
         if pool is not None:
             from .pipeline import stop_pool
 
             stop_pool(pool)
+            pool = None
+        raise
+    finally:
+        if pool is not None:  # normal end: nothing is left to run, so this is quick
+            pool.shutdown(wait=True)
+    if counters is not None and resolver is not None:
+        counters.update(embedded=resolver.embedded, followed=resolver.followed)
     return agg.finish(), agg
 
 
@@ -691,6 +747,7 @@ def analyse_video(
     if on_total is not None:
         frames = _announce_total(frames, stats, on_total)
     timings: dict[str, float] = {}
+    counters: dict[str, int] = {}
     people, agg = analyse_frames(
         frames,
         pipeline,
@@ -700,6 +757,8 @@ def analyse_video(
         source=name,
         on_sample=on_sample,
         timings=timings,
+        planned=lambda: stats.planned,
+        counters=counters,
     )
     info = stats.info
     return VideoReport(
@@ -714,6 +773,7 @@ def analyse_video(
         agg.detections if options.keep_detections else [],
         stats.warning,
         timings,
+        counters,
     )
 
 
