@@ -336,6 +336,7 @@ def main() -> None:
     ap.add_argument("--skip-decode", action="store_true", help="no decode-only table")
     ap.add_argument("--composite", action="store_true", help="also the composite check")
     ap.add_argument("--no-track", action="store_true", help="long run with the tracker off")
+    ap.add_argument("--max-side", type=int, default=None, help="detection copy's long side")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     print(load())
@@ -399,7 +400,12 @@ def main() -> None:
     from facekit.video import analyse_video
 
     database = Database.open(db)
-    pipe = Pipeline(database.config)
+    config = database.config
+    if args.max_side:
+        import dataclasses
+
+        config = dataclasses.replace(config, max_side=args.max_side)
+    pipe = Pipeline(config)
     ident = Identifier(database)
     if not args.skip_long:
         w0, c0, k0 = cpu_now()
@@ -411,7 +417,8 @@ def main() -> None:
         print(
             f"\n## analyse_video --interval {args.interval:g} (auto -> {rep.sampling_used}): "
             f"{rep.samples} samples, {rep.frames_decoded} frames decoded, "
-            f"tracker {'off' if args.no_track else 'on'}, counters {getattr(rep, 'counters', {})}"
+            f"tracker {'off' if args.no_track else 'on'}, counters {getattr(rep, 'counters', {})}, "
+            f"max side {config.max_side}"
         )
         print(
             f"total {total:.1f} s = {info.duration / total:.0f}x real time; CPU {c1 - c0:.1f} s "

@@ -63,7 +63,9 @@ def faces_at(*xs: float, size: float = 100) -> Faces:
 def crops_of(*levels: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
     texture = rng.integers(-40, 40, (150, 150, 1))
-    out = [np.clip(lv + texture + np.zeros((150, 150, 3)), 0, 255).astype(np.uint8) for lv in levels]
+    out = [
+        np.clip(lv + texture + np.zeros((150, 150, 3)), 0, 255).astype(np.uint8) for lv in levels
+    ]
     return {"dlib": np.stack(out)}
 
 
@@ -136,12 +138,11 @@ def test_tracking_keeps_the_report_on_a_slideshow(tmp_path) -> None:
     """A slideshow of still LFW photos (the tracker's best case): tracking skips most
     embeddings and the people, segments and frames are the same as without it."""
     from conftest import shared_dir
-    from test_video import build_db, make_slideshow
-
     from facekit.identify import Identifier
     from facekit.index import Database
     from facekit.pipeline import Pipeline
     from facekit.video import VideoOptions, analyse_video
+    from test_video import build_db, make_slideshow
 
     lfw = shared_dir() / "datasets" / "lfw-dev"
     if not lfw.is_dir():
@@ -159,3 +160,31 @@ def test_tracking_keeps_the_report_on_a_slideshow(tmp_path) -> None:
     key = [(p.person, p.segments, p.frames) for p in on.people]
     assert key == [(p.person, p.segments, p.frames) for p in off.people]
     assert {p.person for p in on.known} == {"Bill_Clinton", "Serena_Williams"}
+
+
+def test_cut_to_another_person_in_the_same_framing_is_not_followed(tmp_path) -> None:
+    """LFW photos are framed alike: a cut from Clinton to Serena Williams at the same place
+    (IoU ~1) must not carry Clinton's name on (the appearance check and re-embedding)."""
+    from conftest import shared_dir
+    from facekit.identify import Identifier
+    from facekit.index import Database
+    from facekit.pipeline import Pipeline
+    from facekit.video import VideoOptions, analyse_video
+    from test_video import build_db, make_slideshow
+
+    lfw = shared_dir() / "datasets" / "lfw-dev"
+    if not lfw.is_dir():
+        pytest.skip(f"{lfw} not found: real-photo tests need the shared data folder")
+    db = Database.open(build_db(tmp_path, lfw))
+    plan = [(0, 6, "Bill_Clinton"), (6, 12, "Serena_Williams"), (12, 18, "Bill_Clinton")]
+    video = make_slideshow(tmp_path / "cuts.mp4", lfw, plan)
+    rep = analyse_video(
+        video,
+        db,
+        Pipeline(db.config),
+        Identifier(db),
+        VideoOptions(interval=1, sampling="exact", track=True),
+    )
+    by = {p.person: p.segments for p in rep.known}
+    assert by == {"Bill_Clinton": [(0, 5), (12, 17)], "Serena_Williams": [(6, 11)]}
+    assert rep.counters["followed"] > 0  # the tracker did work within the shots

@@ -101,6 +101,14 @@ def video_cmd(
     ] = None,
     db: DbOpt = None,
     upsample: UpsampleOpt = None,
+    max_side: Annotated[
+        int | None,
+        typer.Option(
+            "--max-side",
+            min=64,
+            help="Detect on a copy of each frame whose long side is at most this many pixels (default: the database's, 1600). 960 makes detection on 720p about 1.8x cheaper but misses faces smaller than about 110 px (720p) or 160 px (1080p).",
+        ),
+    ] = None,
     interval: Annotated[
         float, typer.Option("--interval", "-i", min=0.01, help="Seconds between sampled frames.")
     ] = 5.0,
@@ -252,6 +260,8 @@ def video_cmd(
         config = replace(config, digest=False)
         if upsample is not None:  # detection only: embeddings stay comparable with the database
             config = replace(config, upsample=upsample)
+        if max_side is not None:  # detection only, too: crops are cut from the full frame
+            config = replace(config, max_side=max_side)
         options = VideoOptions(
             interval=None if frames else interval,
             frames=frames,
