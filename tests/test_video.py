@@ -358,7 +358,9 @@ def test_unknown_link_uses_the_cluster_cut(monkeypatch) -> None:
     import facekit.cluster as cluster_mod
 
     cal = Calibration.default(["dlib"])
-    assert VideoAggregator(cal).link_threshold == pytest.approx(cluster_mod.cluster_threshold())
+    assert VideoAggregator(cal).link_threshold == pytest.approx(
+        cluster_mod.cluster_threshold(calibration=cal)
+    )
     rng = np.random.default_rng(2)
     a = _unit(rng.normal(size=128))
     b = _unit(a + rng.normal(scale=0.06, size=128))

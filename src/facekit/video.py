@@ -259,7 +259,7 @@ def unknown_link_threshold(calibration: Any) -> float:
     """The evidence cut for joining unknown faces into one track: the one ``cluster`` uses."""
     from .cluster import cluster_threshold
 
-    return float(cluster_threshold())
+    return float(cluster_threshold(calibration=calibration))
 
 
 @dataclass
