@@ -98,10 +98,6 @@ XFAIL: dict[str, str] = {
     "output/embed-sidecar-read-only": "cli: traceback PermissionError: [Errno 13] Permission denied: 'album/.a.jpg.faces.json.XXXX.tmp'",
     "output/cluster-sheets-is-file": "cli: traceback FileExistsError: [Errno 17] File exists: 'sheets'",
     "output/cluster-o-read-only": "cli: traceback PermissionError: [Errno 13] Permission denied: 'ro/.clusters.faces.parquet.XXXX.tmp'",
-    "output/video-timeline-is-directory": "cli: traceback IsADirectoryError: [Errno 21] Is a directory: 't.png'",
-    "output/video-crops-is-file": "cli: traceback NotADirectoryError: [Errno 20] Not a directory: 'crops/short_hamilton_clip'",
-    "output/video-crops-read-only": "cli: traceback PermissionError: [Errno 13] Permission denied: 'crops/short_hamilton_clip'",
-    "output/video-detections-is-directory": "cli: traceback IsADirectoryError: [Errno 21] Is a directory: '.d.parquet.tmp'",
 }
 
 TRACEBACK = "Traceback (most recent call last)"
