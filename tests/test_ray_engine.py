@@ -252,3 +252,32 @@ def test_a_killed_worker_is_retried(ray_cluster, lfw, tmp_path):
     assert local.returncode == 0
     a, b = _read(tmp_path / "local.parquet"), _read(tmp_path / "ray.parquet")
     assert list(a.source) == list(b.source) and len(a) >= 80
+
+
+def test_video_on_ray_cluster_matches_local(ray_cluster, shared, fr_examples, tmp_path):
+    clip = shared / "videos" / "short_hamilton_clip.mp4"
+    if not clip.exists():
+        pytest.skip(f"{clip} not found")
+    train = fr_examples / "knn_examples" / "train"
+    assert facekit("build-index", str(train), "-d", "db", "-q", cwd=tmp_path).returncode == 0
+    out = {}
+    for name, extra in (("local", []), ("ray", ["--engine", "ray", "--ray-address", ray_cluster])):
+        r = facekit(
+            "video",
+            str(clip),
+            "-d",
+            "db",
+            "--interval",
+            "1",
+            "--format",
+            "json",
+            *extra,
+            cwd=tmp_path,
+        )
+        assert r.returncode in (0, 1), r.stderr
+        assert "Traceback" not in r.stderr
+        rec = json.loads(r.stdout)
+        rec.pop("timings", None)
+        out[name] = rec
+    assert out["local"] == out["ray"]
+    assert out["ray"]["samples"] >= 8 and out["ray"]["people"]  # at least one track found

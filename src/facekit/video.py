@@ -577,6 +577,7 @@ def analyse_frames(
     timings: dict[str, float] | None = None,
     planned: Callable[[], int | None] | None = None,
     counters: dict[str, int] | None = None,
+    engine: Any = None,
 ) -> tuple[list[PersonTrack], VideoAggregator]:
     """Detect, embed and identify the faces of each frame and aggregate them.
 
@@ -588,6 +589,9 @@ def analyse_frames(
         planned: returns the number of samples expected (``None``: unknown), asked after the
             first frame to decide whether to start the worker pool at once.
         counters: filled with ``embedded`` / ``followed`` face counts.
+        engine: a Ray :class:`~facekit.engine.Engine`: detection runs on its actors from the
+            first sample (decoding, embedding and aggregation stay here, so the report is
+            the same as a local run's).
     """
     import time as _time
     from collections import deque
@@ -647,6 +651,11 @@ def analyse_frames(
             long_plan = (
                 n == 1 and planned is not None and (planned() or 0) >= 2 * POOL_AFTER_SAMPLES
             )
+            if pool is None and engine is not None and engine.name == "ray":
+                from .ray_engine import frame_pool
+
+                assert isinstance(config, PipelineConfig)
+                pool, workers = frame_pool(engine, config)
             if pool is None and workers > 1 and (n > POOL_AFTER_SAMPLES or long_plan):
                 from .pipeline import worker_pool
 
@@ -707,6 +716,7 @@ def analyse_video(
     *,
     on_sample: Callable[[Frame], None] | None = None,
     on_total: Callable[[int | None], None] | None = None,
+    engine: Any = None,
 ) -> VideoReport:
     """Find who appears in a video and when.
 
@@ -719,6 +729,7 @@ def analyse_video(
         on_sample: called after each analysed sample (progress bars).
         on_total: called once, when decoding starts, with the number of samples expected
             (``None`` when unknown, e.g. a file without a duration).
+        engine: run detection on a Ray cluster (:mod:`facekit.ray_engine`); default local.
 
     Returns:
         A :class:`VideoReport`.
@@ -759,6 +770,7 @@ def analyse_video(
         timings=timings,
         planned=lambda: stats.planned,
         counters=counters,
+        engine=engine,
     )
     info = stats.info
     return VideoReport(

@@ -13,14 +13,17 @@ from ..render import Format, Renderer
 from .common import (
     DbOpt,
     DownloadBars,
+    EngineOpt,
     FormatOpt,
     MaxStrangersOpt,
     MinConfidenceOpt,
     OfflineOpt,
     QuietOpt,
+    RayAddressOpt,
     UpsampleOpt,
     VerboseOpt,
     default_db,
+    engine_scope,
     file_error,
     handle_errors,
     resolve_format,
@@ -194,6 +197,8 @@ def video_cmd(
         ),
     ] = False,
     fmt: FormatOpt = None,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
     offline: OfflineOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = 0,
@@ -218,7 +223,7 @@ def video_cmd(
     (the others are still reported); 5 database error; 130 interrupted.
     """
     setup_logging(verbose, quiet)
-    with handle_errors():
+    with handle_errors(), engine_scope(engine, ray_address, None) as eng:
         from dataclasses import replace
 
         from ..database import Database
@@ -304,7 +309,14 @@ def video_cmd(
                 (
                     p,
                     lambda cb, tot, p=p: analyse_video(
-                        p, database, pipeline, identifier, options, on_sample=cb, on_total=tot
+                        p,
+                        database,
+                        pipeline,
+                        identifier,
+                        options,
+                        on_sample=cb,
+                        on_total=tot,
+                        engine=eng,
                     ),
                 )
             )
