@@ -165,6 +165,22 @@ def test_encrypted_database_keys(built, tmp_path, monkeypatch):
     monkeypatch.delenv("FACEKIT_KEY")
     with pytest.raises(KeyRequiredError, match="FACEKIT_KEY"):
         Database.open(db_path)
+    # issue 10.7: a re-run without --encrypt keeps the database encrypted (cron jobs)
+    monkeypatch.setenv("FACEKIT_KEY", "correct horse battery staple")
+    again = build_index(people, db_path, CFG, workers=1)
+    assert again.added == 0 and Database.open(db_path).manifest["encrypted"]
+    # issue 15: --rebuild without the key, or with the wrong one, must not replace it
+    for env in (None, "wrong"):
+        if env is None:
+            monkeypatch.delenv("FACEKIT_KEY")
+        else:
+            monkeypatch.setenv("FACEKIT_KEY", env)
+        with pytest.raises(KeyRequiredError):
+            build_index(people, db_path, CFG, workers=1, rebuild=True)
+        with pytest.raises(KeyRequiredError):
+            build_index(people, db_path, CFG, workers=1, rebuild=True, encrypt=True)
+    monkeypatch.setenv("FACEKIT_KEY", "correct horse battery staple")
+    assert Database.open(db_path).manifest["encrypted"]
 
 
 def test_tampering_is_detected(built, tmp_path):
@@ -178,7 +194,16 @@ def test_tampering_is_detected(built, tmp_path):
         data[len(data) // 2] ^= 0xFF
         f.write_bytes(bytes(data))
         with pytest.raises(DatabaseError, match="checksum"):
-            Database.open(db_path)
+            _use(Database.open(db_path))  # detected before the file is used
+        with pytest.raises(DatabaseError, match="checksum"):
+            Database.open(db_path).verify(raise_on_error=True)
+
+
+def _use(db):
+    """Touch everything identify and build-index read (tables, vectors, index)."""
+    assert db.persons is not None and db.files is not None and db.person_ids is not None
+    db.knn("dlib", db.vectors["dlib"][:1], 1)
+    db.index("dlib")
 
 
 def test_identifier_rejects_other_models(built):

@@ -3,26 +3,33 @@
 A database is a directory::
 
     faces.db/
-      CURRENT                 "<generation> <sha256 of its manifest.json>", replaced atomically
+      CURRENT                 "<generation> <sha256 of its manifest.json>[ <hmac>]", atomic
       .lock                   held by the one process allowed to write
+      .verified               cache of files already hashed (size, mtime, inode, ctime)
       gen-000007/             the live generation (the previous one is kept for readers)
-        manifest.json         format, models + fingerprints, calibration, counts, file checksums
+        manifest.json         format, models + fingerprints, calibration, counts, checksums
         index-<model>.voy     one Voyager index per recogniser (cosine), ids = face ids
         faces.parquet         face id, person, source, digest, box, quality, embeddings
         persons.parquet       person id, name, extra fields (JSON)
-        data.zip              instead of the two tables when encrypted (AES-256, FACEKIT_KEY)
+        files.parquet         every gallery photo seen by build-index
+        data.zip              instead of the tables and indices when encrypted (AES-256)
 
 Every write builds a complete new generation in a temporary folder, fsyncs it, renames it,
 then replaces ``CURRENT``: a process killed at any moment leaves the previous database
 complete, and readers never see a half-written state. ``manifest.json`` records the SHA-256
-of each file, and ``CURRENT`` that of the manifest, so a tampered or truncated file is
-detected when the database is opened. See docs/database.md. The Voyager indices themselves
-(build, load, search) are :mod:`facekit.index`.
+and size of each file, and ``CURRENT`` the SHA-256 of the manifest. Opening checks the
+structure of the manifest and the size of every file; each file is hashed when it is first
+read, before it is used (:meth:`Database.verify` checks everything). Encrypted databases
+also authenticate the manifest and ``CURRENT`` (HMAC-SHA256, see :mod:`facekit.crypto`).
+See docs/database.md and docs/security.md. The Voyager indices themselves (build, load,
+search) are :mod:`facekit.index`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import errno
 import hashlib
 import io
 import json
@@ -37,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from . import crypto
 from . import index as _index
 from .calibration import Calibration, calibrate
 from .crypto import KEY_ENV, zip_read, zip_write
@@ -49,14 +57,19 @@ __all__ = [
     "Database",
     "Person",
     "IndexInfo",
+    "VerifyReport",
     "FORMAT_VERSION",
     "KEY_ENV",
     "FACE_COLUMNS",
     "FILE_COLUMNS",
 ]
 
-FORMAT_VERSION = 1
+#: 2: file sizes in the manifest, authenticated encrypted databases (indices in data.zip).
+FORMAT_VERSION = 2
 QUERY_EF = _index.QUERY_EF
+#: Set to 1 to open (and, with build-index, upgrade) an encrypted database written before
+#: format 2, whose manifest is not authenticated.
+LEGACY_ENV = "FACEKIT_ALLOW_UNAUTHENTICATED"
 FILE_COLUMNS = ["source", "person", "size", "mtime_ns", "digest", "faces", "error"]
 FACE_COLUMNS = [
     "face_id",
@@ -74,6 +87,11 @@ FACE_COLUMNS = [
     "face_size",
     "others",
 ]
+_GEN = re.compile(r"gen-\d{6,}")
+_CURRENT = re.compile(r"(gen-\d{6,}) ([0-9a-f]{64})(?: ([0-9a-f]{64}))?")
+_MEMBER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
+_SHA = re.compile(r"[0-9a-f]{64}")
+_TABLES = ("faces", "persons", "files")
 
 
 @dataclass(frozen=True)
@@ -102,16 +120,25 @@ class IndexInfo:
     max_strangers: float | None = None
     expected_strangers: float | None = None
     expected_named: float | None = None
+    storage: str = "float32"
+    bytes: int = 0
+    recovered: str | None = None
 
 
-def _stored_max_strangers(path: Path) -> float | None:
-    """The stranger rate stated by the live generation at ``path`` (``None``: the default)."""
-    try:
-        gen = (path / "CURRENT").read_text().split()[0]
-        cal = json.loads((path / gen / "manifest.json").read_text())["calibration"]
-        return float(cal["max_strangers"])
-    except (OSError, ValueError, IndexError, KeyError, TypeError):
-        return None
+@dataclass
+class VerifyReport:
+    """Result of :meth:`Database.verify`: every file hashed and parsed."""
+
+    path: str
+    generation: str
+    files: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
 
 
 def _now() -> str:
@@ -137,51 +164,276 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _short(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200] or type(exc).__name__
+
+
+def os_error(path: Path, exc: OSError, doing: str) -> DatabaseError:
+    """A one-line :class:`DatabaseError` for an OS error while reading or writing ``path``."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        why = "disk full"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        why = "permission denied (read-only folder?)"
+    elif exc.errno == errno.ENOTDIR or isinstance(exc, NotADirectoryError):
+        why = "not a folder"
+    elif isinstance(exc, FileExistsError):
+        why = "a file is in the way"
+    else:
+        why = exc.strerror or _short(exc)
+    where = getattr(exc, "filename", None) or path
+    return DatabaseError(f"{where}: {why} while {doing}")
+
+
+def _number(gen: str) -> int:
+    return int(gen.split("-")[1])
+
+
+def _generations(path: Path) -> list[str]:
+    """Generation folders of a database, newest first."""
+    try:
+        names = [p.name for p in path.iterdir() if _GEN.fullmatch(p.name) and p.is_dir()]
+    except OSError:
+        return []
+    return sorted(names, key=_number, reverse=True)
+
+
+def _read_current(path: Path) -> tuple[tuple[str, str, str | None] | None, str]:
+    """``((generation, manifest sha, mac), "")`` or ``(None, why it is unusable)``."""
+    try:
+        text = (path / "CURRENT").read_text(encoding="ascii", errors="replace")
+    except FileNotFoundError:
+        return None, "missing"
+    except OSError as exc:
+        return None, f"unreadable ({exc.strerror or exc})"
+    m = _CURRENT.fullmatch(text.strip())
+    if m is None:
+        return None, "damaged (it must name a gen-NNNNNN folder of this database)"
+    return (m.group(1), m.group(2), m.group(3)), ""
+
+
+def _check(cond: bool, what: str) -> None:
+    if not cond:
+        raise ValueError(what)
+
+
+def _validate_manifest(m: Any) -> None:
+    """Raise ValueError naming the first structural problem of a parsed manifest."""
+    _check(isinstance(m, dict), "not a JSON object")
+    fv = m.get("format_version")
+    _check(isinstance(fv, int) and not isinstance(fv, bool), "format_version missing")
+    models = m.get("models")
+    _check(isinstance(models, dict) and len(models) > 0, "models missing")
+    for name, info in models.items():
+        _check(_MEMBER.fullmatch(str(name)) is not None, f"bad model name {name!r}")
+        _check(isinstance(info, dict), f"models.{name} is not an object")
+        dim = info.get("dim")
+        _check(isinstance(dim, int) and 0 < dim <= 65536, f"models.{name}.dim")
+        _check(info.get("storage", "float32") in ("float32", "e4m3"), f"models.{name}.storage")
+        ef = info.get("ef", QUERY_EF)
+        _check(isinstance(ef, int) and 0 < ef <= 100000, f"models.{name}.ef")
+    _check(isinstance(m.get("pipeline"), dict), "pipeline missing")
+    _check(isinstance(m["pipeline"].get("detector"), str), "pipeline.detector missing")
+    _check(isinstance(m.get("calibration"), dict), "calibration missing")
+    cal = Calibration.from_dict(m["calibration"])  # raises KeyError/TypeError/ValueError
+    _check(np.isfinite(float(cal.threshold)), "calibration.threshold is not a number")
+    for mod in models:
+        mu, sd = cal.impostor[mod]
+        _check(np.isfinite(float(mu)) and float(sd) > 0, f"calibration.impostor.{mod}")
+    counts = m.get("counts")
+    _check(isinstance(counts, dict), "counts missing")
+    for k in ("faces", "persons"):
+        v = counts.get(k)
+        _check(isinstance(v, int) and v >= 0, f"counts.{k}")
+    _check(isinstance(m.get("encrypted", False), bool), "encrypted is not true/false")
+    files = m.get("files")
+    _check(isinstance(files, dict), "files missing")
+    for name, digest in files.items():
+        _check(_MEMBER.fullmatch(str(name)) is not None, f"bad file name {name!r}")
+        _check(isinstance(digest, str) and _SHA.fullmatch(digest) is not None, f"files.{name}")
+    sizes = m.get("sizes", {})
+    _check(isinstance(sizes, dict), "sizes is not an object")
+    for name, size in sizes.items():
+        _check(name in files and isinstance(size, int) and size >= 0, f"sizes.{name}")
+    if m.get("encrypted"):
+        _check("data.zip" in files, "encrypted but data.zip is not listed")
+        auth = m.get("auth")
+        if auth is not None:
+            _check(isinstance(auth, dict), "auth is not an object")
+            for k in ("salt", "check", "mac"):
+                _check(isinstance(auth.get(k), str), f"auth.{k} missing")
+            _check(isinstance(auth.get("iterations"), int), "auth.iterations missing")
+            bytes.fromhex(auth["salt"])
+    else:
+        for t in _TABLES:
+            _check(f"{t}.parquet" in files, f"{t}.parquet is not listed")
+
+
+def _load_stamps(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((path / ".verified").read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _stat_key(st: os.stat_result) -> list[int]:
+    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+
+
 # --------------------------------------------------------------------------- database
 class Database:
     """An open face database (read-only view of one generation).
 
-    Use :meth:`open` to read and :meth:`writer` / :meth:`commit` to change it.
+    Use :meth:`open` to read and :meth:`lock` + :meth:`commit` to change it. Opening reads
+    only ``CURRENT`` and the manifest (checked for structure, authenticity when encrypted,
+    and the size of every file); tables and indices are read, hashed and checked the first
+    time they are needed.
 
     Attributes:
         path: the database folder.
         manifest: parsed ``manifest.json``.
-        faces: pandas DataFrame of faces (see module docs), without embeddings.
-        vectors: model -> ``(n_faces, dim) float32`` embeddings, rows parallel to ``faces``.
-        persons: person id -> :class:`Person`.
+        generation: the generation folder name, e.g. ``gen-000007``.
         calibration: the :class:`~facekit.calibration.Calibration` used for decisions.
+        recovered: why ``CURRENT`` was unusable, when the newest complete generation was
+            opened instead (else ``None``).
     """
 
     def __init__(
         self,
         path: Path,
         manifest: dict[str, Any],
-        tables: dict[str, Any],
-        vectors: dict[str, np.ndarray],
-        persons: dict[str, Person],
-        indices: dict[str, Any] | None = None,
-        generation: str = "",
+        generation: str,
+        *,
+        zip_password: str | None = None,
+        recovered: str | None = None,
     ):
         self.path = Path(path)
         self.manifest = manifest
-        self._tables = (
-            tables  # pyarrow tables; pandas is imported only when a DataFrame is asked for
-        )
-        self._frames: dict[str, Any] = {}
-        self.vectors = vectors
-        self.persons = persons
-        self._indices = indices or {}
         self.generation = generation
+        self.recovered = recovered
         self.calibration = Calibration.from_dict(manifest["calibration"])
-        people = tables["faces"].column("person").to_pylist() if tables["faces"].num_rows else []
-        #: ``(n_faces,)`` person id of each face, parallel to :attr:`vectors`.
-        self.person_ids = (
-            np.asarray(people, dtype=object).astype(str) if people else np.zeros(0, str)
-        )
+        self._gdir = self.path / generation
+        self._zip_password = zip_password
+        self._members: dict[str, bytes] | None = None
+        self._tables: dict[str, Any] = {}
+        self._frames: dict[str, Any] = {}
+        self._vectors: dict[str, np.ndarray] | None = None
+        self._persons: dict[str, Person] | None = None
+        self._person_ids: np.ndarray | None = None
+        self._indices: dict[str, Any] = {}
+        self._stamps: dict[str, Any] | None = None
+
+    # ----------------------------------------------------------------- lazy reads
+    def _damaged(self, name: str, why: str) -> DatabaseError:
+        return DatabaseError(f"{self.path}: {self.generation}/{name} {why} (tampered or damaged)")
+
+    def _read(self, name: str, *, full: bool = False) -> bytes:
+        """Bytes of a file of this generation, checked against the manifest before use."""
+        want = self.manifest["files"].get(name)
+        if want is None:
+            raise self._damaged(name, "is not listed in the manifest")
+        f = self._gdir / name
+        try:
+            with open(f, "rb") as fh:
+                st = os.fstat(fh.fileno())
+                data = fh.read()
+        except FileNotFoundError:
+            raise self._damaged(name, "is missing") from None
+        except OSError as exc:
+            raise os_error(f, exc, "reading the database") from None
+        size = self.manifest.get("sizes", {}).get(name)
+        if (size is not None and size != len(data)) or len(data) != st.st_size:
+            raise self._damaged(name, "does not have the size recorded in the manifest")
+        plain = not self.manifest.get("encrypted")
+        stamp_key = f"{self.generation}/{name}"
+        if plain and not full:
+            if self._stamps is None:
+                self._stamps = _load_stamps(self.path)
+            if self._stamps.get(stamp_key) == [*_stat_key(st), want]:
+                return data  # hashed before, unchanged since (same size, mtime, inode, ctime)
+        if hashlib.sha256(data).hexdigest() != want:
+            raise self._damaged(name, "does not match its checksum")
+        if plain:
+            self._remember(stamp_key, [*_stat_key(st), want])
+        return data
+
+    def _remember(self, key: str, value: list[Any]) -> None:
+        """Best effort: record a verified file in ``.verified`` (skipped when read-only)."""
+        stamps = _load_stamps(self.path)
+        live = set(_generations(self.path))
+        stamps = {k: v for k, v in stamps.items() if k.split("/")[0] in live}
+        stamps[key] = value
+        self._stamps = stamps
+        tmp = self.path / f".verified.tmp-{os.getpid()}"
+        try:
+            tmp.write_text(json.dumps(stamps))
+            os.replace(tmp, self.path / ".verified")
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+
+    def _blob(self, name: str, *, full: bool = False) -> bytes | None:
+        """A member of the generation (from data.zip when encrypted); None if absent."""
+        if self.manifest.get("encrypted") and name not in self.manifest["files"]:
+            if self._members is None:
+                raw = self._read("data.zip", full=full)
+                self._members = zip_read(io.BytesIO(raw), self._zip_password, self.path)
+            return self._members.get(name)
+        if name not in self.manifest["files"]:
+            return None
+        return self._read(name, full=full)
+
+    def _table(self, name: str) -> Any:
+        if name in self._tables:
+            return self._tables[name]
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        blob = self._blob(f"{name}.parquet")
+        if blob is None:
+            raise self._damaged(f"{name}.parquet", "is missing")
+        try:
+            table = pq.read_table(pa.BufferReader(blob))
+        except Exception as exc:
+            raise self._damaged(
+                f"{name}.parquet", f"is not a readable table ({_short(exc)})"
+            ) from None
+        need = {
+            "faces": ["person", "source", "origin"],
+            "persons": ["person", "name", "extra"],
+            "files": ["source", "person", "size", "mtime_ns"],
+        }[name]
+        missing = [c for c in need if c not in table.column_names]
+        if missing:
+            raise self._damaged(f"{name}.parquet", f"lacks columns {', '.join(missing)}")
+        counts = self.manifest["counts"]
+        if name in counts and table.num_rows != counts[name]:
+            raise self._damaged(
+                f"{name}.parquet", f"has {table.num_rows} rows, the manifest {counts[name]}"
+            )
+        if name == "faces":
+            vectors = {}
+            for m, info in self.manifest["models"].items():
+                dim = info["dim"]
+                col = f"emb_{m}"
+                if col not in table.column_names:
+                    raise self._damaged("faces.parquet", f"lacks the {m} embeddings")
+                try:
+                    arr = table.column(col).combine_chunks()
+                    flat = np.asarray(arr.flatten().to_numpy(zero_copy_only=False), np.float32)
+                    vectors[m] = flat.reshape(table.num_rows, dim)
+                except Exception as exc:
+                    raise self._damaged(
+                        "faces.parquet", f"has bad {m} embeddings ({_short(exc)})"
+                    ) from None
+            self._vectors = vectors
+            table = table.drop_columns([c for c in table.column_names if c.startswith("emb_")])
+        self._tables[name] = table
+        return table
 
     def _frame(self, name: str) -> Any:
         if name not in self._frames:
-            self._frames[name] = self._tables[name].to_pandas()
+            self._frames[name] = self._table(name).to_pandas()
         return self._frames[name]
 
     @property
@@ -195,95 +447,294 @@ class Database:
         return self._frame("files")
 
     @property
+    def vectors(self) -> dict[str, np.ndarray]:
+        """model -> ``(n_faces, dim) float32`` embeddings, rows parallel to :attr:`faces`."""
+        if self._vectors is None:
+            self._table("faces")
+        assert self._vectors is not None
+        return self._vectors
+
+    @property
+    def person_ids(self) -> np.ndarray:
+        """``(n_faces,)`` person id of each face, parallel to :attr:`vectors`."""
+        if self._person_ids is None:
+            t = self._table("faces")
+            people = t.column("person").to_pylist() if t.num_rows else []
+            self._person_ids = (
+                np.asarray(people, dtype=object).astype(str) if people else np.zeros(0, str)
+            )
+        return self._person_ids
+
+    @property
+    def persons(self) -> dict[str, Person]:
+        """person id -> :class:`Person`."""
+        if self._persons is None:
+            persons = {}
+            try:
+                for r in self._table("persons").to_pylist():
+                    extra = json.loads(r["extra"] or "{}")
+                    persons[str(r["person"])] = Person(
+                        str(r["person"]),
+                        None if r["name"] is None else str(r["name"]),
+                        extra if isinstance(extra, dict) else {},
+                    )
+            except (ValueError, TypeError) as exc:
+                raise self._damaged("persons.parquet", f"has a bad row ({_short(exc)})") from None
+            self._persons = persons
+        return self._persons
+
+    @property
     def n_faces(self) -> int:
-        return int(self._tables["faces"].num_rows)
+        return int(self.manifest["counts"]["faces"])
+
+    def index(self, model: str) -> Any:
+        """The Voyager index of ``model`` (None when the database has none, e.g. empty)."""
+        if model in self._indices:
+            return self._indices[model]
+        name = f"index-{model}.voy"
+        blob = self._blob(name)
+        idx = None
+        if blob is not None:
+            info = self.manifest["models"][model]
+            try:
+                idx = _index.load(io.BytesIO(blob), int(info.get("ef", QUERY_EF)))
+            except Exception as exc:
+                raise self._damaged(name, f"is not a Voyager index ({_short(exc)})") from None
+            if len(idx) != self.n_faces or idx.num_dimensions != info["dim"]:
+                raise self._damaged(
+                    name,
+                    f"holds {len(idx)} vectors of {idx.num_dimensions} dimensions, "
+                    f"the manifest {self.n_faces} of {info['dim']}",
+                )
+        self._indices[model] = idx
+        return idx
 
     # ----------------------------------------------------------------- reading
     @classmethod
     def exists(cls, path: str | os.PathLike[str]) -> bool:
-        return (Path(path) / "CURRENT").is_file()
+        """Whether ``path`` holds a database (a ``CURRENT`` file or any generation)."""
+        path = Path(path)
+        return (path / "CURRENT").is_file() or bool(_generations(path))
+
+    @classmethod
+    def is_encrypted(cls, path: str | os.PathLike[str]) -> bool:
+        """Whether the live (or newest) generation is encrypted; readable without the key."""
+        _, manifest = cls._live_manifest(Path(path))
+        return bool(manifest and manifest.get("encrypted"))
+
+    @staticmethod
+    def _live_manifest(path: Path) -> tuple[str | None, dict[str, Any] | None]:
+        """(generation, manifest) that CURRENT names, else the newest parseable one; unverified."""
+        cur, _ = _read_current(path)
+        gens = ([cur[0]] if cur else []) + _generations(path)
+        for g in gens:
+            try:
+                m = json.loads((path / g / "manifest.json").read_text())
+            except (OSError, ValueError, RecursionError):
+                continue
+            if isinstance(m, dict):
+                return g, m
+        return None, None
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, key: str | None = None) -> Database:
         """Open the live generation of the database at ``path``.
+
+        When ``CURRENT`` is missing or damaged but generations exist, the newest complete,
+        verified generation is opened instead (with a warning; nothing is deleted), and the
+        next write makes it live again.
 
         Args:
             path: database folder.
             key: encryption key (default: ``$FACEKIT_KEY``), needed only for encrypted databases.
 
         Raises:
-            DatabaseError: missing, incompatible or tampered database.
+            DatabaseError: missing, incompatible, damaged or tampered database.
             KeyRequiredError: encrypted and the key is missing or wrong.
         """
-        import pyarrow.parquet as pq
-
         path = Path(path)
         if key is None:
             key = os.environ.get(KEY_ENV) or None
-        current = path / "CURRENT"
-        if not current.is_file():
-            hint = " (build one with: facekit build-index PEOPLE_DIR -d DB)"
-            raise DatabaseError(f"{path}: no face database here{hint}")
+        if path.exists() and not path.is_dir():
+            raise DatabaseError(f"{path}: is a file, not a database folder")
+        cur, why = _read_current(path)
+        if cur is not None:
+            gen, sha, mac = cur
+            return cls._open_generation(path, gen, key, sha=sha, current_mac=mac)
+        gens = _generations(path)
+        if not gens:
+            if why == "missing":
+                hint = " (build one with: facekit build-index PEOPLE_DIR -d DB)"
+                raise DatabaseError(f"{path}: no face database here{hint}")
+            raise DatabaseError(f"{path}: CURRENT is {why}, and there is no generation folder")
+        problems = []
+        for g in gens:
+            try:
+                db = cls._open_generation(path, g, key, sha=None, current_mac=None)
+                db.verify(raise_on_error=True)
+            except KeyRequiredError:
+                raise
+            except DatabaseError as exc:
+                problems.append(str(exc))
+                continue
+            db.recovered = f"CURRENT is {why}"
+            log.warning(
+                "%s: CURRENT is %s; using %s, the newest complete generation "
+                "(the next build-index or enroll makes it live again)",
+                path,
+                why,
+                g,
+            )
+            return db
+        raise DatabaseError(
+            f"{path}: CURRENT is {why} and no generation is complete "
+            f"({'; '.join(problems)[:300]}); nothing was changed"
+        )
+
+    @classmethod
+    def _open_generation(
+        cls,
+        path: Path,
+        gen: str,
+        key: str | None,
+        *,
+        sha: str | None,
+        current_mac: str | None,
+    ) -> Database:
+        mpath = path / gen / "manifest.json"
         try:
-            gen, manifest_sha = current.read_text().split()
-        except ValueError:
-            raise DatabaseError(f"{path}: CURRENT is damaged") from None
-        gdir = path / gen
-        mpath = gdir / "manifest.json"
-        if not mpath.is_file():
-            raise DatabaseError(f"{path}: generation {gen} is missing")
-        if _sha256_file(mpath) != manifest_sha:
+            mbytes = mpath.read_bytes()
+        except FileNotFoundError:
+            raise DatabaseError(f"{path}: generation {gen} is missing") from None
+        except OSError as exc:
+            raise os_error(mpath, exc, "opening the database") from None
+        if sha is not None and hashlib.sha256(mbytes).hexdigest() != sha:
             raise DatabaseError(
                 f"{path}: manifest.json does not match its checksum (tampered or damaged)"
             )
-        manifest = json.loads(mpath.read_text())
-        if manifest.get("format_version", 0) > FORMAT_VERSION:
+        try:
+            manifest = json.loads(mbytes)
+        except (ValueError, RecursionError):
             raise DatabaseError(
-                f"{path}: database format {manifest.get('format_version')} is newer than this facekit"
+                f"{path}: {gen}/manifest.json is not valid JSON (truncated or damaged)"
+            ) from None
+        if (
+            isinstance(manifest, dict)
+            and isinstance(manifest.get("format_version"), int)
+            and manifest["format_version"] > FORMAT_VERSION
+        ):
+            raise DatabaseError(
+                f"{path}: database format {manifest['format_version']} is newer than this facekit"
             )
-        for name, digest in manifest["files"].items():
-            f = gdir / name
-            if not f.is_file() or _sha256_file(f) != digest:
-                raise DatabaseError(
-                    f"{path}: {gen}/{name} is missing or does not match its checksum (tampered or damaged)"
-                )
-        names = ("faces", "persons", "files")
+        try:
+            _validate_manifest(manifest)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise DatabaseError(f"{path}: {gen}/manifest.json is damaged ({_short(exc)})") from None
+        if manifest.get("generation", gen) != gen:
+            raise DatabaseError(
+                f"{path}: {gen}/manifest.json belongs to {manifest.get('generation')} "
+                "(tampered or damaged)"
+            )
+        zip_password = None
         if manifest.get("encrypted"):
-            import pyarrow as pa
-
-            members = zip_read(gdir / "data.zip", key, path)
-            tables = {n: pq.read_table(pa.BufferReader(members[f"{n}.parquet"])) for n in names}
-        else:
-            tables = {n: pq.read_table(gdir / f"{n}.parquet") for n in names}
-        faces_t = tables["faces"]
-        vectors = {}
-        for m in manifest["models"]:
-            dim = manifest["models"][m]["dim"]
-            col = faces_t.column(f"emb_{m}").combine_chunks() if faces_t.num_rows else None
-            vectors[m] = (
-                np.asarray(col.flatten().to_numpy(zero_copy_only=False), np.float32).reshape(
-                    -1, dim
+            zip_password = cls._authenticate(path, gen, manifest, key, sha, current_mac)
+        for name, size in manifest.get("sizes", {}).items():
+            f = path / gen / name
+            try:
+                actual = f.stat().st_size
+            except OSError:
+                raise DatabaseError(
+                    f"{path}: {gen}/{name} is missing (tampered or damaged)"
+                ) from None
+            if actual != size:
+                raise DatabaseError(
+                    f"{path}: {gen}/{name} does not have the size recorded in the manifest "
+                    "(tampered or damaged)"
                 )
-                if col is not None
-                else np.zeros((0, dim), np.float32)
+        if "sizes" not in manifest:  # format 1: existence only
+            for name in manifest["files"]:
+                if not (path / gen / name).is_file():
+                    raise DatabaseError(f"{path}: {gen}/{name} is missing (tampered or damaged)")
+        return cls(path, manifest, gen, zip_password=zip_password)
+
+    @staticmethod
+    def _authenticate(
+        path: Path,
+        gen: str,
+        manifest: dict[str, Any],
+        key: str | None,
+        sha: str | None,
+        current_mac: str | None,
+    ) -> str:
+        """Check the key, the manifest's MAC and CURRENT's MAC; returns the zip password."""
+        if not key:
+            raise KeyRequiredError(f"{path}: the database is encrypted; set {KEY_ENV} to its key")
+        auth = manifest.get("auth")
+        if auth is None:
+            if os.environ.get(LEGACY_ENV) == "1":
+                log.warning(
+                    "%s: opening an unauthenticated encrypted database (%s)", path, LEGACY_ENV
+                )
+                return key
+            raise DatabaseError(
+                f"{path}: encrypted database without authentication (written before format 2, "
+                f"or tampered); if you trust it, re-run build-index once with {LEGACY_ENV}=1"
             )
-        tables["faces"] = faces_t.drop_columns(
-            [c for c in faces_t.column_names if c.startswith("emb_")]
-        )
-        persons = {}
-        for r in tables["persons"].to_pylist():
-            persons[str(r["person"])] = Person(
-                str(r["person"]),
-                None if r["name"] is None else str(r["name"]),
-                json.loads(r["extra"] or "{}"),
+        ak = crypto.derive(key, auth["salt"], auth["iterations"])
+        if not crypto.hmac.compare_digest(ak.check(), auth["check"]):
+            raise KeyRequiredError(f"{path}: wrong key in {KEY_ENV} for this encrypted database")
+        if not ak.verify(crypto.manifest_bytes(manifest), auth["mac"]):
+            raise DatabaseError(
+                f"{path}: {gen}/manifest.json fails authentication (tampered); refusing to use it"
             )
-        indices = {}
-        for m, info in manifest["models"].items():
-            idx_path = gdir / f"index-{m}.voy"
-            if idx_path.exists():
-                with open(idx_path, "rb") as fh:
-                    indices[m] = _index.load(fh, int(info.get("ef", QUERY_EF)))
-        return cls(path, manifest, tables, vectors, persons, indices, gen)
+        if sha is not None and (
+            current_mac is None or not ak.verify(f"CURRENT {gen} {sha}".encode(), current_mac)
+        ):
+            raise DatabaseError(f"{path}: CURRENT fails authentication (tampered); refusing it")
+        return ak.zip_password
+
+    def verify(self, *, raise_on_error: bool = False) -> VerifyReport:
+        """Hash every file of the generation and parse every table and index (``db verify``)."""
+        import time
+
+        t0 = time.perf_counter()
+        rep = VerifyReport(str(self.path), self.generation)
+        try:
+            for name in self.manifest["files"]:
+                data = self._read(name, full=True)
+                rep.files += 1
+                rep.bytes += len(data)
+            self._members = None
+            self._tables.clear()
+            self._frames.clear()
+            self._vectors = self._persons = self._person_ids = None
+            self._indices.clear()
+            if self.manifest.get("encrypted"):
+                self._blob("faces.parquet", full=True)
+            for t in _TABLES:
+                self._table(t)
+            persons = self.persons
+            unknown = set(self.person_ids) - set(persons)
+            if unknown:
+                raise self._damaged(
+                    "faces.parquet", f"names {len(unknown)} people missing from persons.parquet"
+                )
+            for m, v in self.vectors.items():
+                if len(v) and not np.all(np.isfinite(v)):
+                    raise self._damaged("faces.parquet", f"has non-finite {m} embeddings")
+                idx = self.index(m)
+                if idx is None and self.n_faces > _index.EXACT_MAX:
+                    rep.problems.append(f"no Voyager index for {m} (exact search is slow)")
+                if idx is not None and len(v):
+                    got = np.sort(np.fromiter(idx.ids, np.int64, len(idx)))
+                    if not np.array_equal(got, np.arange(len(v))):
+                        raise self._damaged(f"index-{m}.voy", "has ids other than the faces'")
+        except DatabaseError as exc:
+            if raise_on_error:
+                raise
+            rep.problems.append(str(exc))
+        rep.seconds = time.perf_counter() - t0
+        return rep
 
     @property
     def models(self) -> list[str]:
@@ -305,10 +756,11 @@ class Database:
         )
 
     def info(self) -> IndexInfo:
+        sizes = self.manifest.get("sizes", {})
         return IndexInfo(
             str(self.path),
             self.generation,
-            len(self.persons),
+            int(self.manifest["counts"]["persons"]),
             self.n_faces,
             tuple(self.models),
             bool(self.manifest.get("encrypted")),
@@ -318,21 +770,35 @@ class Database:
             self.calibration.max_strangers,
             self.calibration.expected_strangers,
             self.calibration.expected_named,
+            storage=str(self.manifest["models"][self.models[0]].get("storage", "float32")),
+            bytes=int(sum(sizes.values())),
+            recovered=self.recovered,
         )
 
     def knn(self, model: str, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Nearest gallery faces of one model: ``(ids (q, k), distances (q, k))``, cosine."""
-        return _index.search(self._indices.get(model), self.vectors[model], queries, k)
+        vectors = self.vectors[model]
+        idx = self.index(model) if len(vectors) > _index.EXACT_MAX else None
+        return _index.search(idx, vectors, queries, k)
 
     # ----------------------------------------------------------------- writing
+    @staticmethod
+    def _folder(path: Path) -> None:
+        if path.exists() and not path.is_dir():
+            raise DatabaseError(f"{path}: is a file, not a database folder")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise os_error(path, exc, "creating the database folder") from None
+
     @staticmethod
     def lock(path: str | os.PathLike[str], timeout: float = 0) -> Any:
         """The writer lock of a database folder (a :class:`filelock.FileLock`)."""
         from filelock import FileLock, Timeout
 
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(path / ".lock"), timeout=timeout)
+        db_dir = Path(path)
+        Database._folder(db_dir)
+        lock = FileLock(str(db_dir / ".lock"), timeout=timeout)
 
         class _Guard:
             def __enter__(self) -> Any:
@@ -340,9 +806,11 @@ class Database:
                     lock.acquire()
                 except Timeout:
                     raise LockedError(
-                        f"{path}: another facekit process is writing to this database; "
+                        f"{db_dir}: another facekit process is writing to this database; "
                         "try again when it has finished"
                     ) from None
+                except OSError as exc:
+                    raise os_error(db_dir, exc, "taking the writer lock") from None
                 return lock
 
             def __exit__(self, *exc: Any) -> None:
@@ -368,20 +836,35 @@ class Database:
         calibration: Calibration | None = None,
         files_table: Any = None,
         before_replace: Callable[[], None] | None = None,
+        discard_encrypted: bool = False,
     ) -> Calibration:
         """Write a complete new generation and make it live. The caller holds :meth:`lock`.
 
+        An encrypted database is only replaced with the key that opens it, unless
+        ``discard_encrypted``. Encrypting a plaintext database removes its plaintext
+        generations.
+
         Returns:
             the calibration stored in the new manifest.
+
+        Raises:
+            KeyRequiredError: encryption asked for, or the database is encrypted, and
+                FACEKIT_KEY is missing or does not open it.
+            DatabaseError: the folder cannot be written (read-only, disk full); the previous
+                generation is left as it was and the temporary one removed.
         """
         import pandas as pd
 
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        if encrypt:
-            key = key or os.environ.get(KEY_ENV)
-            if not key:
-                raise KeyRequiredError(f"{path}: --encrypt needs the key in {KEY_ENV}")
+        cls._folder(path)
+        key = key or os.environ.get(KEY_ENV) or None
+        if encrypt and not key:
+            raise KeyRequiredError(f"{path}: --encrypt needs the key in {KEY_ENV}")
+        live_gen, previous = cls._live_manifest(path)
+        previous = previous or {}
+        was_encrypted = bool(previous.get("encrypted"))
+        if was_encrypted and not discard_encrypted:
+            cls._check_owner_key(path, previous, key)
         models = list(vectors)
         n = len(faces)
         for m in models:
@@ -391,94 +874,45 @@ class Database:
         faces["face_id"] = np.arange(n, dtype=np.int64)
         if calibration is None:
             # re-calibrate on the whole gallery, for the stranger rate the database states
+            cal_prev = previous.get("calibration")
+            max_strangers = cal_prev.get("max_strangers") if isinstance(cal_prev, dict) else None
             calibration = calibrate(
                 faces["person"].to_numpy(),
                 vectors,
                 weights,
-                max_strangers=_stored_max_strangers(path),
+                max_strangers=float(max_strangers)
+                if isinstance(max_strangers, (int, float))
+                else None,
             )
         # --- new generation folder
-        gens = sorted(
-            p.name
-            for p in path.glob("gen-[0-9]*")
-            if p.is_dir() and re.fullmatch(r"gen-\d+", p.name)
-        )
-        number = int(gens[-1].split("-")[1]) + 1 if gens else 1
+        gens = _generations(path)
+        number = _number(gens[0]) + 1 if gens else 1
         gen = f"gen-{number:06d}"
         tmp = path / f".{gen}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
         try:
-            files: dict[str, str] = {}
-            table = faces.copy()
-            for m in models:
-                table[f"emb_{m}"] = list(np.asarray(vectors[m], np.float32))
-            persons_df = pd.DataFrame(
-                {
-                    "person": [p.id for p in persons.values()],
-                    "name": [p.name for p in persons.values()],
-                    "extra": [json.dumps(p.extra, ensure_ascii=False) for p in persons.values()],
-                }
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+            ak = cls._write_generation(
+                tmp,
+                gen,
+                faces=faces,
+                vectors=vectors,
+                persons=persons,
+                pipeline=pipeline,
+                fingerprints=fingerprints,
+                calibration=calibration,
+                storage=storage,
+                encrypt=encrypt,
+                key=key,
+                extra_manifest=extra_manifest,
+                files_table=files_table
+                if files_table is not None
+                else pd.DataFrame({c: [] for c in FILE_COLUMNS}),
+                created=previous.get("created")
+                if isinstance(previous.get("created"), str)
+                else None,
             )
-            if files_table is None:
-                files_table = pd.DataFrame({c: [] for c in FILE_COLUMNS})
-            tables = {
-                "faces.parquet": table,
-                "persons.parquet": persons_df,
-                "files.parquet": files_table,
-            }
-            if encrypt:
-                blobs = {}
-                for name, df in tables.items():
-                    buf = io.BytesIO()
-                    df.to_parquet(buf, index=False)
-                    blobs[name] = buf.getvalue()
-                zip_write(tmp / "data.zip", blobs, key or "")
-            else:
-                for name, df in tables.items():
-                    df.to_parquet(tmp / name, index=False)
-            model_info = {}
-            for m in models:
-                dim = (
-                    int(np.asarray(vectors[m]).shape[1])
-                    if n
-                    else int(pipeline.get("dims", {}).get(m, 128))
-                )
-                index = _index.build(np.asarray(vectors[m], np.float32).reshape(n, dim), storage)
-                _index.save(index, str(tmp / f"index-{m}.voy"))
-                model_info[m] = {
-                    "fingerprint": fingerprints.get(m, ""),
-                    "dim": dim,
-                    "metric": "cosine",
-                    "storage": storage,
-                    "ef": QUERY_EF,
-                    "weight": calibration.weights.get(m, 0.0),
-                }
-            for f in sorted(tmp.iterdir()):
-                files[f.name] = _sha256_file(f)
-            previous = {}
-            if (path / "CURRENT").is_file():
-                try:
-                    old_gen = (path / "CURRENT").read_text().split()[0]
-                    previous = json.loads((path / old_gen / "manifest.json").read_text())
-                except (OSError, ValueError, IndexError):
-                    previous = {}
-            manifest = {
-                "format_version": FORMAT_VERSION,
-                "generator": "facekit",
-                "created": previous.get("created", _now()),
-                "updated": _now(),
-                "generation": gen,
-                "models": model_info,
-                "pipeline": dict(pipeline),
-                "calibration": calibration.to_dict(),
-                "counts": {"faces": int(n), "persons": len(persons)},
-                "encrypted": bool(encrypt),
-                "files": files,
-                **dict(extra_manifest or {}),
-            }
-            mtext = json.dumps(manifest, indent=2, sort_keys=False)
-            (tmp / "manifest.json").write_text(mtext)
+            mtext = (tmp / "manifest.json").read_bytes()
             for f in tmp.iterdir():
                 with open(f, "rb") as fh:
                     os.fsync(fh.fileno())
@@ -487,29 +921,180 @@ class Database:
             _fsync_dir(path)
             if before_replace is not None:
                 before_replace()  # test hook: simulate a kill between the two renames
+            line = f"{gen} {hashlib.sha256(mtext).hexdigest()}"
+            if ak is not None:
+                line += " " + ak.mac(f"CURRENT {line}".encode())
             cur_tmp = path / f".CURRENT.tmp-{os.getpid()}"
-            cur_tmp.write_text(f"{gen} {hashlib.sha256(mtext.encode()).hexdigest()}\n")
+            cur_tmp.write_text(line + "\n")
             with open(cur_tmp, "rb") as fh:
                 os.fsync(fh.fileno())
             os.replace(cur_tmp, path / "CURRENT")
             _fsync_dir(path)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            (path / f".CURRENT.tmp-{os.getpid()}").unlink(missing_ok=True)
+            raise os_error(
+                path, exc, "writing the new generation (the previous one is intact)"
+            ) from None
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        cls._cleanup(path, keep={gen, *(gens[-1:] if gens else [])})
+        keep = {gen}
+        if (
+            live_gen
+            and not (encrypt and not was_encrypted)
+            and not (discard_encrypted and was_encrypted)
+        ):
+            keep.add(live_gen)  # readers may still use it; dropped when it holds plaintext
+        cls._cleanup(path, keep=keep)
         return calibration
+
+    @classmethod
+    def check_owner_key(cls, path: str | os.PathLike[str], key: str | None = None) -> None:
+        """Raise :class:`KeyRequiredError` unless ``key`` opens the encrypted database at
+        ``path`` (no-op for plaintext or missing databases); call before long work."""
+        _, previous = cls._live_manifest(Path(path))
+        if previous and previous.get("encrypted"):
+            cls._check_owner_key(Path(path), previous, key or os.environ.get(KEY_ENV) or None)
+
+    @staticmethod
+    def _check_owner_key(path: Path, previous: dict[str, Any], key: str | None) -> None:
+        hint = "or replace it and lose its faces: build-index --rebuild --discard-encrypted"
+        if not key:
+            raise KeyRequiredError(
+                f"{path}: the database is encrypted; set {KEY_ENV} to its key ({hint})"
+            )
+        auth = previous.get("auth")
+        if isinstance(auth, dict) and isinstance(auth.get("salt"), str):
+            try:
+                ok = crypto.derive(key, auth["salt"], int(auth["iterations"])).check() == auth.get(
+                    "check"
+                )
+            except (ValueError, TypeError, KeyError):
+                ok = False
+            if not ok:
+                raise KeyRequiredError(
+                    f"{path}: {KEY_ENV} does not open this encrypted database; refusing to "
+                    f"overwrite it ({hint})"
+                )
+
+    @staticmethod
+    def _write_generation(
+        tmp: Path,
+        gen: str,
+        *,
+        faces: Any,
+        vectors: Mapping[str, np.ndarray],
+        persons: Mapping[str, Person],
+        pipeline: Mapping[str, Any],
+        fingerprints: Mapping[str, str],
+        calibration: Calibration,
+        storage: str,
+        encrypt: bool,
+        key: str | None,
+        extra_manifest: Mapping[str, Any] | None,
+        files_table: Any,
+        created: str | None,
+    ) -> crypto.AuthKey | None:
+        import pandas as pd
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        n = len(faces)
+        models = list(vectors)
+        dims = {
+            m: int(np.asarray(vectors[m]).shape[1])
+            if n
+            else int(pipeline.get("dims", {}).get(m, 128))
+            for m in models
+        }
+        # faces table: embeddings as fixed-size lists built from the flat arrays (no per-row
+        # Python objects, so 1M faces stay in bounded memory)
+        table = pa.Table.from_pandas(faces, preserve_index=False)
+        for m in models:
+            flat = np.ascontiguousarray(vectors[m], np.float32).reshape(-1)
+            table = table.append_column(
+                f"emb_{m}", pa.FixedSizeListArray.from_arrays(pa.array(flat), dims[m])
+            )
+        persons_df = pd.DataFrame(
+            {
+                "person": [p.id for p in persons.values()],
+                "name": [p.name for p in persons.values()],
+                "extra": [json.dumps(p.extra, ensure_ascii=False) for p in persons.values()],
+            },
+            columns=["person", "name", "extra"],
+        )
+        blobs: dict[str, bytes] = {}
+
+        def parquet(t: Any) -> bytes:
+            buf = io.BytesIO()
+            pq.write_table(t, buf)
+            return buf.getvalue()
+
+        blobs["faces.parquet"] = parquet(table)
+        del table
+        blobs["persons.parquet"] = parquet(pa.Table.from_pandas(persons_df, preserve_index=False))
+        blobs["files.parquet"] = parquet(pa.Table.from_pandas(files_table, preserve_index=False))
+        model_info = {}
+        for m in models:
+            if n:  # an empty gallery has no index (Voyager cannot load an empty one)
+                buf = io.BytesIO()
+                _index.save(_index.build(np.asarray(vectors[m], np.float32), storage), buf)
+                blobs[f"index-{m}.voy"] = buf.getvalue()
+            model_info[m] = {
+                "fingerprint": fingerprints.get(m, ""),
+                "dim": dims[m],
+                "metric": "cosine",
+                "storage": storage,
+                "ef": QUERY_EF,
+                "weight": calibration.weights.get(m, 0.0),
+            }
+        auth: dict[str, Any] | None = None
+        ak = None
+        if encrypt:
+            ak, auth = crypto.new_auth(key or "")
+            zip_write(tmp / "data.zip", blobs, ak.zip_password)
+            blobs.clear()
+        else:
+            for name, data in blobs.items():
+                (tmp / name).write_bytes(data)
+            blobs.clear()
+        files, sizes = {}, {}
+        for f in sorted(tmp.iterdir()):
+            files[f.name] = _sha256_file(f)
+            sizes[f.name] = f.stat().st_size
+        manifest: dict[str, Any] = {
+            "format_version": FORMAT_VERSION,
+            "generator": "facekit",
+            "created": created or _now(),
+            "updated": _now(),
+            "generation": gen,
+            "models": model_info,
+            "pipeline": dict(pipeline),
+            "calibration": calibration.to_dict(),
+            "counts": {"faces": int(n), "persons": len(persons)},
+            "encrypted": bool(encrypt),
+            "files": files,
+            "sizes": sizes,
+            **dict(extra_manifest or {}),
+        }
+        if ak is not None and auth is not None:
+            manifest["auth"] = auth
+            auth["mac"] = ak.mac(crypto.manifest_bytes(manifest))
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=False))
+        return ak
 
     @staticmethod
     def _cleanup(path: Path, keep: set[str]) -> None:
-        """Remove generations other than the live and the previous one, and stale temp folders."""
+        """Remove generations other than ``keep``, stale temp folders and stale stamps."""
         for p in path.iterdir():
             if p.is_dir() and (
-                re.fullmatch(r"gen-\d+", p.name)
-                and p.name not in keep
-                or p.name.startswith(".gen-")
+                _GEN.fullmatch(p.name) and p.name not in keep or p.name.startswith(".gen-")
             ):
                 shutil.rmtree(p, ignore_errors=True)
         for p in path.glob(".CURRENT.tmp-*"):
+            p.unlink(missing_ok=True)
+        for p in path.glob(".verified.tmp-*"):
             p.unlink(missing_ok=True)
 
     # ----------------------------------------------------------------- enrol

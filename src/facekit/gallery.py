@@ -241,6 +241,7 @@ def build_index(
     allow_mass_removal: bool = False,
     engine: Any = None,
     max_strangers: float | None = None,
+    discard_encrypted: bool = False,
 ) -> BuildReport:
     """Build or update the database at ``db_path`` from ``people_dir``.
 
@@ -259,6 +260,7 @@ def build_index(
         on_result: called with each new :class:`ImageResult`.
         wrap: ``wrap(results, total)`` wraps the stream of new results (progress bars with
             a total and an ETA).
+        discard_encrypted: with ``rebuild``, replace an encrypted database without its key.
         rebuild: re-embed every photo (to change models, detector or upsampling); enrolled
             faces are kept, re-embedded from their crops when the models change.
         recursive: enrol photos of folders nested in a person folder under that person
@@ -288,10 +290,15 @@ def build_index(
     report = BuildReport(str(db_path))
     with Database.lock(db_path):
         old: Database | None = None
+        if not discard_encrypted:  # an encrypted database needs its key, before any work
+            Database.check_owner_key(db_path, key)
         try:
             old = _open_existing(db_path, key)
-        except KeyRequiredError:
-            raise
+        except KeyRequiredError as exc:
+            if not (rebuild and discard_encrypted):
+                raise
+            log.warning("%s; replacing it (--discard-encrypted)", exc)
+            report.enrolled_lost.append((str(db_path), "encrypted database discarded"))
         except DatabaseError as exc:
             if not rebuild:
                 raise
@@ -315,10 +322,13 @@ def build_index(
                 if old is not None and old.models
                 else "float32"
             )
-        if encrypt is None:
-            encrypt = bool(old.manifest.get("encrypted")) if old is not None else False
-        elif old is not None and encrypt != bool(old.manifest.get("encrypted")) and not rebuild:
-            raise UsageError(f"{db_path}: changing encryption needs --rebuild")
+        if encrypt is None:  # keep the database's setting (also when it could not be read)
+            has_key = bool(key or os.environ.get("FACEKIT_KEY"))
+            encrypt = (
+                bool(old.manifest.get("encrypted"))
+                if old is not None
+                else Database.is_encrypted(db_path) and (has_key or not discard_encrypted)
+            )
         meta = read_people_meta(people_dir)
         plan = _scan(people_dir, recursive, old, compatible and not rebuild, compatible, report)
         _check_removals(plan, old, db_path, people_dir, allow_mass_removal, report)
@@ -381,6 +391,7 @@ def build_index(
             files_table=pd.DataFrame(file_rows + plan.kept_file_rows, columns=FILE_COLUMNS),
             extra_manifest=extra,
             calibration=calibration,
+            discard_encrypted=discard_encrypted,
         )
         report.persons = len(persons)
         report.faces = len(faces)

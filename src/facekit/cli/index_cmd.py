@@ -72,9 +72,9 @@ def build_index_cmd(
     encrypt: Annotated[
         bool | None,
         typer.Option(
-            "--encrypt",
-            help="Store the tables that name people in an AES-256 zip; key from $FACEKIT_KEY. "
-            "An encrypted database stays encrypted on later runs.",
+            "--encrypt/--no-encrypt",
+            help="Encrypt tables and indices (AES-256, key from $FACEKIT_KEY), or decrypt "
+            "(needs the key). Default: keep the database's setting (plaintext when new).",
             show_default=False,
         ),
     ] = None,
@@ -82,8 +82,16 @@ def build_index_cmd(
         bool,
         typer.Option(
             "--rebuild",
-            help="Re-embed every photo (needed to change models, detector, upsampling or "
-            "encryption). Enrolled faces are kept (re-embedded from their stored crops).",
+            help="Re-embed every photo (needed to change models, detector or upsampling). "
+            "Enrolled faces are kept (re-embedded from their stored crops).",
+        ),
+    ] = False,
+    discard_encrypted: Annotated[
+        bool,
+        typer.Option(
+            "--discard-encrypted",
+            help="With --rebuild: replace an encrypted database whose key you do not have "
+            "(its faces are lost).",
         ),
     ] = False,
     recursive: Annotated[
@@ -161,6 +169,8 @@ def build_index_cmd(
                 "--from-embeddings uses the table's models and detector; leave out "
                 "--models, --weights, --detector and --upsample"
             )
+        if discard_encrypted and not rebuild:
+            raise typer.BadParameter("--discard-encrypted needs --rebuild")
         # options not given keep the database's settings (cron re-runs need no options)
         kept = stored_settings(db_path) or {}
         same_models = models is None or not kept
@@ -206,6 +216,7 @@ def build_index_cmd(
                         max_strangers=max_strangers,
                         wrap=lambda stream, total: track(stream, total, "embedding gallery", quiet),
                         engine=eng,
+                        discard_encrypted=discard_encrypted,
                     )
         finally:
             bars.close()
