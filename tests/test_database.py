@@ -107,10 +107,14 @@ def test_empty_database_is_valid(tmp_path):
 
 
 def test_empty_build_index_then_every_command(tmp_path, fr_examples):
-    """An empty people folder: build-index stores an empty database (exit 1), which identify
-    and a second build-index can read (was: Voyager 'only 0 elements' traceback)."""
+    """A people folder whose photos hold no face: build-index stores an empty database
+    (exit 1), which identify and a second build-index can read (was: Voyager 'only 0
+    elements' traceback from every command)."""
+    from PIL import Image
+
     people = tmp_path / "people"
-    people.mkdir()
+    (people / "nobody").mkdir(parents=True)
+    Image.new("RGB", (64, 48), (128, 128, 128)).save(people / "nobody" / "grey.png")
     db = tmp_path / "faces.db"
     env = {**os.environ, "FACEKIT_DB": str(db)}
     r = subprocess.run(
