@@ -353,3 +353,45 @@ def test_encrypting_removes_plaintext_generations(tmp_path, monkeypatch):
     assert [p.name for p in db_path.iterdir() if p.name.startswith("gen")] == ["gen-000003"]
     raw = b"".join(p.read_bytes() for p in db_path.rglob("*") if p.is_file())
     assert b"Person 1" not in raw and not list(db_path.rglob("*.parquet"))
+
+
+# ------------------------------------------------------------------ lazy open, db commands
+def test_open_reads_only_the_manifest_and_survives_removal(tmp_path):
+    """Open is lazy (tables read on first use), and what it opened stays readable even after
+    writers removed its generation (the files are held open)."""
+    db_path = tmp_path / "faces.db"
+    _commit(db_path, n=40, seed=1)
+    db = Database.open(db_path)
+    assert db._tables == {} and db._indices == {}
+    _commit(db_path, n=41, seed=2)
+    _commit(db_path, n=42, seed=3)
+    assert not (db_path / "gen-000001").exists()
+    _use(db)
+    assert db.n_faces == 40 and len(db.faces) == 40
+
+
+def test_faces_of_equals_isin(tmp_path):
+    db_path = tmp_path / "faces.db"
+    _commit(db_path, n=300)
+    db = Database.open(db_path)
+    for persons in (["p1"], ["p3", "p0", "nobody"], sorted(set(db.person_ids))):
+        want = np.flatnonzero(np.isin(db.person_ids, persons))
+        assert np.array_equal(db.faces_of(np.asarray(persons)), want)
+
+
+def test_db_info_and_verify_commands(tmp_path):
+    from typer.testing import CliRunner
+
+    from facekit.cli import app
+
+    db_path = tmp_path / "faces.db"
+    _commit(db_path, n=40)
+    r = CliRunner().invoke(app, ["db", "info", "-d", str(db_path), "-f", "json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["faces"] == 40
+    r = CliRunner().invoke(app, ["db", "verify", "-d", str(db_path)])
+    assert r.exit_code == 0, r.output
+    _rewrite(db_path, "faces.parquet", os.urandom(3000))
+    r = CliRunner().invoke(app, ["db", "info", "-d", str(db_path), "-f", "json"])
+    assert r.exit_code == 0  # info reads the manifest only
+    r = CliRunner().invoke(app, ["db", "verify", "-d", str(db_path)])
+    assert r.exit_code == 5 and "faces.parquet" in r.output and "Traceback" not in r.output

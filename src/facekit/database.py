@@ -322,6 +322,18 @@ class Database:
         self._person_ids: np.ndarray | None = None
         self._indices: dict[str, Any] = {}
         self._stamps: dict[str, Any] | None = None
+        self._fds: dict[str, int] = {}
+        self._groups: tuple[dict[str, int], np.ndarray, np.ndarray] | None = None
+
+    def close(self) -> None:
+        """Release the open files of the generation (also done when garbage-collected)."""
+        fds, self._fds = self._fds, {}
+        for fd in fds.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def __del__(self) -> None:
+        self.close()
 
     # ----------------------------------------------------------------- lazy reads
     def _damaged(self, name: str, why: str) -> DatabaseError:
@@ -334,9 +346,16 @@ class Database:
             raise self._damaged(name, "is not listed in the manifest")
         f = self._gdir / name
         try:
-            with open(f, "rb") as fh:
-                st = os.fstat(fh.fileno())
-                data = fh.read()
+            if name in self._fds:
+                fd = self._fds[name]
+                st = os.fstat(fd)
+                with os.fdopen(os.dup(fd), "rb") as fh:  # one allocation of the file's size
+                    fh.seek(0)
+                    data = fh.read()
+            else:
+                with open(f, "rb") as fh:
+                    st = os.fstat(fh.fileno())
+                    data = fh.read()
         except FileNotFoundError:
             raise self._damaged(name, "is missing") from None
         except OSError as exc:
@@ -464,6 +483,20 @@ class Database:
                 np.asarray(people, dtype=object).astype(str) if people else np.zeros(0, str)
             )
         return self._person_ids
+
+    def faces_of(self, persons: Sequence[str] | np.ndarray) -> np.ndarray:
+        """Sorted face ids of ``persons`` (O(their faces), not O(gallery) per call)."""
+        if self._groups is None:
+            ids = self.person_ids
+            uniq, inv = np.unique(ids, return_inverse=True)
+            order = np.argsort(inv, kind="stable")
+            starts = np.searchsorted(inv[order], np.arange(len(uniq) + 1))
+            self._groups = ({str(u): i for i, u in enumerate(uniq)}, order, starts)
+        code, order, starts = self._groups
+        parts = [
+            order[starts[c] : starts[c + 1]] for p in persons if (c := code.get(str(p))) is not None
+        ]
+        return np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
 
     @property
     def persons(self) -> dict[str, Person]:
@@ -638,24 +671,34 @@ class Database:
         zip_password = None
         if manifest.get("encrypted"):
             zip_password = cls._authenticate(path, gen, manifest, key, sha, current_mac)
-        for name, size in manifest.get("sizes", {}).items():
-            f = path / gen / name
-            try:
-                actual = f.stat().st_size
-            except OSError:
-                raise DatabaseError(
-                    f"{path}: {gen}/{name} is missing (tampered or damaged)"
-                ) from None
-            if actual != size:
-                raise DatabaseError(
-                    f"{path}: {gen}/{name} does not have the size recorded in the manifest "
-                    "(tampered or damaged)"
-                )
-        if "sizes" not in manifest:  # format 1: existence only
+        # Open every file now: a writer may remove this generation once two newer ones
+        # exist, and the lazy reads then still see the files this open found.
+        fds: dict[str, int] = {}
+        try:
             for name in manifest["files"]:
-                if not (path / gen / name).is_file():
-                    raise DatabaseError(f"{path}: {gen}/{name} is missing (tampered or damaged)")
-        return cls(path, manifest, gen, zip_password=zip_password)
+                f = path / gen / name
+                try:
+                    fd = os.open(f, os.O_RDONLY)
+                except FileNotFoundError:
+                    raise DatabaseError(
+                        f"{path}: {gen}/{name} is missing (tampered or damaged)"
+                    ) from None
+                except OSError as exc:
+                    raise os_error(f, exc, "opening the database") from None
+                fds[name] = fd
+                size = manifest.get("sizes", {}).get(name)
+                if size is not None and os.fstat(fd).st_size != size:
+                    raise DatabaseError(
+                        f"{path}: {gen}/{name} does not have the size recorded in the manifest "
+                        "(tampered or damaged)"
+                    )
+        except BaseException:
+            for fd in fds.values():
+                os.close(fd)
+            raise
+        db = cls(path, manifest, gen, zip_password=zip_password)
+        db._fds = fds
+        return db
 
     @staticmethod
     def _authenticate(

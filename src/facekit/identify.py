@@ -201,7 +201,7 @@ class Identifier:
         cal = self.calibration
         for i in range(n):
             persons = np.unique(self._person_of[list(reached[i])])
-            face_ids = np.flatnonzero(np.isin(self._person_of, persons))
+            face_ids = self.db.faces_of(persons)  # = flatnonzero(isin(...)), O(k)
             dists = {
                 m: 1.0 - self.db.vectors[m][face_ids] @ embeddings.vectors[m][i]
                 for m in self.models

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from .cluster_cmd import cluster_cmd, enroll_cmd
+from .db_cmd import db_app
 from .embed_cmd import embed_cmd
 from .identify_cmd import identify_cmd
 from .index_cmd import build_index_cmd
@@ -33,6 +34,7 @@ app.command("enroll")(enroll_cmd)
 app.command("score")(score_cmd)
 app.command("embed")(embed_cmd)
 app.add_typer(models_app, name="models")
+app.add_typer(db_app, name="db")
 
 
 def _version(value: bool) -> None:
