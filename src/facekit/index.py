@@ -83,7 +83,9 @@ def search(
     # vectors: E4M3 storage approximates distances, and the tail of the list is where the
     # graph's approximations show.
     wide = min(n, 2 * k)
-    ids, _ = index.query(np.asarray(queries, np.float32), k=wide, query_ef=max(QUERY_EF, wide))
+    # a writable contiguous copy: Voyager refuses read-only arrays (e.g. rows of a table)
+    q = np.array(queries, np.float32, order="C", copy=True)
+    ids, _ = index.query(q, k=wide, query_ef=max(QUERY_EF, wide))
     ids = np.asarray(ids, np.int64).reshape(len(queries), wide)
     cand = vectors[ids]  # (q, wide, dim)
     dist = 1.0 - np.einsum("qwd,qd->qw", cand, np.asarray(queries, np.float32))
