@@ -4,7 +4,8 @@ SIGKILL at random moments, and readers running while a writer commits.
 Synthetic galleries, no models: the writer is ``Database.commit`` (what build-index and
 enroll end with), so the kills land in every phase of a commit (tables, indices, fsync,
 renames, CURRENT, clean-up). ``FACEKIT_KILL_LOOPS`` sets the number of kills (default 3;
-benchmarks/bench_db_kill.sh runs 20 with a real build-index).
+the 20-kill run: ``FACEKIT_KILL_LOOPS=20 python -m pytest tests/test_db_processes.py -k kill -s``).
+A real build-index killed just before its switch is tests/test_index.py.
 """
 
 from __future__ import annotations
