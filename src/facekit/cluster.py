@@ -39,6 +39,7 @@ import numpy as np
 
 from .calibration import Calibration
 from .errors import InputError, UsageError
+from .graph import DEFAULT_K
 from .types import Embeddings
 
 log = logging.getLogger(__name__)
@@ -174,6 +175,8 @@ class ClusterResult:
     refs: list[FaceRef] | None = None
     next_id: int = 1
     models: dict[str, str] = field(default_factory=dict)
+    graph: Any = None
+    vectors: Any = None
 
     def cluster(self, cluster_id: str) -> Cluster:
         for c in self.clusters:
@@ -238,20 +241,31 @@ class ClusterResult:
         return rows
 
 
-def evidence_matrix(embeddings: Embeddings, calibration: Calibration) -> np.ndarray:
-    """``(n, n) float64`` pairwise fused evidence (larger = more alike).
-
-    Raises:
-        UsageError: a calibrated model is missing from ``embeddings``.
-    """
+def _check_models(embeddings: Embeddings, calibration: Calibration) -> None:
     missing = [m for m in calibration.models if m not in embeddings.vectors]
     if missing:
         raise UsageError(
             f"embeddings lack model(s) {', '.join(missing)} "
             f"(have {', '.join(embeddings.models) or 'none'})"
         )
+
+
+def evidence_matrix(embeddings: Embeddings, calibration: Calibration) -> np.ndarray:
+    """``(n, n) float64`` pairwise fused evidence (larger = more alike). Small inputs only.
+
+    Raises:
+        UsageError: a calibrated model is missing from ``embeddings``.
+    """
+    _check_models(embeddings, calibration)
     v = embeddings.vectors
     return np.asarray(calibration.pairwise_evidence(v, v), np.float64)
+
+
+def _default_threshold(method: str, calibration: Calibration) -> float:
+    if method == "dbscan":
+        # DBSCAN links through any single pair (single linkage): it needs identify's stricter cut.
+        return float(calibration.threshold)
+    return cluster_threshold(calibration=calibration)  # hdbscan ignores it (reported only)
 
 
 def cluster_faces(
@@ -263,8 +277,14 @@ def cluster_faces(
     threshold: float | None = None,
     refs: Sequence[FaceRef] | None = None,
     previous: Mapping[str, Any] | None = None,
+    k: int = DEFAULT_K,
+    backend: str = "auto",
 ) -> ClusterResult:
     """Group faces by identity; faces that fit no group are noise.
+
+    Memory is ``O(n * k)``: a k-nearest-neighbour graph by fused evidence
+    (:func:`facekit.graph.knn_graph`), then average linkage restricted to it
+    (:func:`facekit.graph.average_linkage`, exact average evidence from group sums).
 
     Args:
         embeddings: ``n`` faces, every model of ``calibration`` present (``(n, dim) float32``
@@ -272,12 +292,16 @@ def cluster_faces(
         calibration: evidence fusion and the same-person threshold.
         method: ``"agglomerative"`` (average linkage cut at the threshold; default),
             ``"hdbscan"`` (density based, ``min_cluster_size=min_size``) or ``"dbscan"``
-            (``eps`` at the threshold, ``min_samples=min_size``).
+            (``eps`` at the threshold, ``min_samples=min_size``); the last two on the
+            sparse kNN graph.
         min_size: smallest group reported as a cluster; smaller groups become noise.
         threshold: fused-evidence cut (default: :func:`cluster_threshold`).
         refs: where each face comes from; orders ids and enables matching to ``previous``.
         previous: a previous cluster document (:func:`read_cluster_file`) whose ids, persons
             and names are kept for the clusters that share faces with it.
+        k: neighbours per face in the graph.
+        backend: kNN backend (:data:`facekit.graph.BACKENDS`; ``"auto"``: exact up to
+            20,000 faces, else Voyager).
 
     Returns:
         A :class:`ClusterResult` with stable ids (see :func:`assign_ids`).
@@ -288,6 +312,8 @@ def cluster_faces(
         >>> [(c.id, c.size) for c in res.clusters]  # doctest: +SKIP
         [('c-0001', 10), ('c-0002', 9)]
     """
+    from .graph import EvidenceSpace, knn_graph
+
     if method not in METHODS:
         raise UsageError(f"unknown clustering method {method!r} (choose from {', '.join(METHODS)})")
     if min_size < 1:
@@ -295,73 +321,84 @@ def cluster_faces(
     n = len(embeddings)
     if refs is not None and len(refs) != n:
         raise ValueError(f"refs has {len(refs)} entries for {n} faces")
-    if threshold is not None:
-        thr = float(threshold)
-    elif method == "dbscan":
-        # DBSCAN links through any single pair (single linkage): it needs identify's stricter cut.
-        thr = float(calibration.threshold)
-    else:
-        thr = cluster_threshold(calibration=calibration)  # hdbscan ignores it (reported only)
-    if n > LARGE_N:
-        log.warning(
-            "clustering %d faces needs a %d x %d matrix (%.1f GB)", n, n, n, n * n * 8 / 1e9
-        )
-    labels = np.full(n, -1, np.int64)
-    ev = evidence_matrix(embeddings, calibration) if n else np.zeros((0, 0))
-    # A single face is its own group (noise unless min_size is 1).
-    raw = _raw_labels(ev, thr, method, min_size) if n >= 2 else np.zeros(n, np.int64)
-    groups = [np.flatnonzero(raw == g) for g in np.unique(raw[raw >= 0])]
-    groups = [g for g in groups if len(g) >= min_size]
-    order = _face_order(n, refs)
-    rank = np.empty(n, np.int64)
-    rank[order] = np.arange(n)
-    clusters = []
-    for g in groups:
-        g = g[np.argsort(rank[g], kind="stable")]
-        medoid, cohesion = _medoid(ev, g)
-        clusters.append(Cluster("", g, medoid, cohesion))
-    # Largest first; ties by earliest member.
-    clusters.sort(key=lambda c: (-c.size, int(rank[c.members].min())))
-    for pos, c in enumerate(clusters):
-        labels[c.members] = pos
-    noise = np.flatnonzero(labels < 0)
-    noise = noise[np.argsort(rank[noise], kind="stable")]
-    result = ClusterResult(
-        labels,
-        clusters,
-        noise,
-        method,
-        thr,
-        list(refs) if refs is not None else None,
-        models=dict(embeddings.fingerprints),
-    )
+    thr = float(threshold) if threshold is not None else _default_threshold(method, calibration)
+    if n:
+        _check_models(embeddings, calibration)
+    space = EvidenceSpace.from_calibration(calibration)
+    x = space.project(embeddings.vectors) if n else np.zeros((0, 1), np.float32)
+    graph = knn_graph(x, space.offset, k=k, backend=backend)
+    raw = _raw_labels(x, graph, space.offset, thr, method, min_size)
+    result = _result_from_labels(x, space.offset, raw, min_size, method, thr, refs)
+    result.models = dict(embeddings.fingerprints)
+    result.graph = graph
+    result.vectors = x
     assign_ids(result, previous)
     return result
 
 
-def _raw_labels(ev: np.ndarray, thr: float, method: str, min_size: int) -> np.ndarray:
-    """Labels from scikit-learn on the distance ``top - evidence`` (>= 0, 0 on the diagonal)."""
-    # Average linkage is invariant to shifting every distance by a constant, so cutting
-    # ``top - evidence`` at ``top - thr`` merges two groups exactly when their mean
-    # evidence is >= thr.
-    off = ev[~np.eye(len(ev), dtype=bool)]
-    top = float(max(off.max(), thr)) + 1.0
-    dist = top - ev
-    np.fill_diagonal(dist, 0.0)
-    dist = np.maximum(dist, 0.0)
-    cut = top - thr
-    if method == "agglomerative":
-        from sklearn.cluster import AgglomerativeClustering
+def _result_from_labels(
+    x: np.ndarray,
+    offset: float,
+    raw: np.ndarray,
+    min_size: int,
+    method: str,
+    thr: float,
+    refs: Sequence[FaceRef] | None,
+) -> ClusterResult:
+    """Clusters (largest first), medoids and noise from raw group labels (-1 = noise)."""
+    from .graph import medoids
 
-        # sklearn merges while the linkage distance is < distance_threshold; nudge so that
-        # mean evidence exactly at the threshold merges too.
-        model = AgglomerativeClustering(
-            n_clusters=None,
-            metric="precomputed",
-            linkage="average",
-            distance_threshold=cut + 1e-9,
-        )
-        return model.fit_predict(dist).astype(np.int64)
+    n = len(raw)
+    raw = np.asarray(raw, np.int64).copy()
+    if n:
+        counts = np.bincount(np.where(raw >= 0, raw, 0), minlength=int(raw.max()) + 1 if n else 0)
+        raw[(raw >= 0) & (counts[np.maximum(raw, 0)] < min_size)] = -1
+    order = _face_order(n, refs)
+    rank = np.empty(n, np.int64)
+    rank[order] = np.arange(n)
+    groups, med, coh = medoids(x, raw, offset)
+    clusters = []
+    if len(groups):
+        rows = np.flatnonzero(raw >= 0)
+        rows = rows[np.lexsort((rank[rows], raw[rows]))]  # by group, then source order
+        gpos = np.searchsorted(groups, raw[rows])
+        bounds = np.flatnonzero(np.diff(gpos)) + 1
+        for gi, members in zip(np.unique(gpos), np.split(rows, bounds), strict=True):
+            clusters.append(Cluster("", members, int(med[gi]), float(coh[gi])))
+    # Largest first; ties by earliest member.
+    clusters.sort(key=lambda c: (-c.size, int(rank[c.members[0]])))
+    labels = np.full(n, -1, np.int64)
+    for pos, c in enumerate(clusters):
+        labels[c.members] = pos
+    noise = np.flatnonzero(labels < 0)
+    noise = noise[np.argsort(rank[noise], kind="stable")]
+    return ClusterResult(
+        labels, clusters, noise, method, thr, list(refs) if refs is not None else None
+    )
+
+
+def _raw_labels(
+    x: np.ndarray, graph: Any, offset: float, thr: float, method: str, min_size: int
+) -> np.ndarray:
+    """Group labels on the kNN graph (-1 = noise for the density methods)."""
+    from .graph import average_linkage
+
+    n = len(x)
+    if n < 2:
+        return np.arange(n, dtype=np.int64)
+    if method == "agglomerative":
+        a, b, _ = graph.edges(cut=thr)
+        return average_linkage(x, (a, b), thr, offset)
+    # Density methods: sparse precomputed distances ``top - evidence`` (> 0) on graph edges.
+    from scipy.sparse import coo_matrix
+
+    a, b, ev = graph.edges()
+    top = float(max(ev.max() if len(ev) else thr, thr)) + 1.0
+    d = (top - ev.astype(np.float64)).clip(min=1e-9)
+    dist = coo_matrix(
+        (np.concatenate([d, d]), (np.concatenate([a, b]), np.concatenate([b, a]))), shape=(n, n)
+    ).tocsr()
+    cut = top - thr
     if method == "dbscan":
         from sklearn.cluster import DBSCAN
 
@@ -377,16 +414,6 @@ def _face_order(n: int, refs: Sequence[FaceRef] | None) -> np.ndarray:
     if refs is None:
         return np.arange(n)
     return np.array(sorted(range(n), key=lambda i: refs[i].sort_key()), np.int64)
-
-
-def _medoid(ev: np.ndarray, members: np.ndarray) -> tuple[int, float]:
-    if len(members) == 1:
-        return int(members[0]), 0.0
-    sub = ev[np.ix_(members, members)].copy()
-    np.fill_diagonal(sub, 0.0)
-    best = int(np.argmax(sub.sum(axis=1)))
-    cohesion = float(sub[best].sum() / (len(members) - 1))
-    return int(members[best]), cohesion
 
 
 # --------------------------------------------------------------------------- stable ids
@@ -490,7 +517,48 @@ def read_cluster_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise InputError(f"{p}: not a facekit cluster file ({' '.join(str(exc).split())})") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("clusters"), list):
         raise InputError(f"{p}: not a facekit cluster file (no 'clusters' list)")
+    if not isinstance(doc.get("noise", []), list):
+        raise InputError(f"{p}: not a facekit cluster file ('noise' is not a list)")
+    for ci, c in enumerate(doc["clusters"]):
+        where = f"cluster {ci + 1}"
+        if not isinstance(c, dict) or not isinstance(c.get("id"), str):
+            raise InputError(f"{p}: {where} has no 'id'")
+        if not isinstance(c.get("members"), list):
+            raise InputError(f"{p}: cluster {c['id']} has no 'members' list")
+        for mi, m in enumerate(c["members"]):
+            _check_member(p, f"cluster {c['id']} member {mi + 1}", m)
+    for mi, m in enumerate(doc.get("noise", [])):
+        _check_member(p, f"noise face {mi + 1}", m)
     return doc
+
+
+def _check_member(path: Path, where: str, m: Any) -> None:
+    """A member record: ``source`` (str), ``box`` (4 finite numbers), ``face``/``time`` numbers."""
+    import math
+
+    def bad(what: str) -> InputError:
+        return InputError(f"{path}: {where}: {what} (not a facekit cluster file?)")
+
+    if not isinstance(m, dict):
+        raise bad("not an object")
+    if not isinstance(m.get("source"), str) or not m["source"]:
+        raise bad("no 'source'")
+    box = m.get("box")
+    if (
+        not isinstance(box, list)
+        or len(box) != 4
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)
+        or not all(math.isfinite(float(v)) for v in box)
+    ):
+        raise bad("no 'box' of 4 numbers")
+    face = m.get("face", 0)
+    if not isinstance(face, int) or isinstance(face, bool):
+        raise bad("'face' is not an integer")
+    t = m.get("time")
+    if t is not None and (
+        not isinstance(t, (int, float)) or isinstance(t, bool) or not math.isfinite(float(t))
+    ):
+        raise bad("'time' is not a number")
 
 
 def write_cluster_file(path: str | os.PathLike[str], doc: Mapping[str, Any]) -> None:

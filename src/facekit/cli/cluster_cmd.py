@@ -57,6 +57,49 @@ def faces_path(cluster_file: Path) -> Path:
     return cluster_file.with_name(cluster_file.stem + ".faces.parquet")
 
 
+#: Columns every embed table has (``facekit embed -o``); a database's faces table lacks them.
+TABLE_COLUMNS = ("source", "face", "x", "y", "w", "h")
+
+
+def read_face_table(path: str | Path) -> Any:
+    """A ``facekit embed`` table, or a one-line :class:`InputError` for any other Parquet."""
+    from ..facetable import FaceTable
+
+    table = FaceTable.read(path)
+    missing = [c for c in TABLE_COLUMNS if c not in table.frame.columns]
+    if missing or not table.model_ids:
+        what = f"no {', '.join(repr(c) for c in missing)} column" if missing else "no embeddings"
+        raise InputError(
+            f"{path}: not a face table from `facekit embed -o` ({what}); "
+            "a database's faces table cannot be clustered: give the photos or an embed table"
+        )
+    return table
+
+
+def check_output_dir(path: Path) -> None:
+    """Fail before any work when ``path``'s folder is missing, not a folder or read-only."""
+    folder = path.parent
+    if path.is_dir():
+        raise UsageError(f"{path}: is a folder, not a file")
+    if not folder.exists():
+        raise UsageError(f"{folder}: no such folder (create it first)")
+    if not folder.is_dir():
+        raise UsageError(f"{folder}: not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"{folder}: not writable")
+
+
+def _concat(a: Any, b: Any) -> Any:
+    import pandas as pd
+
+    frames = [f for f in (a, b) if len(f)]
+    return (
+        pd.concat(frames, ignore_index=True)
+        if len(frames) > 1
+        else (frames[0] if frames else a).reset_index(drop=True)
+    )
+
+
 def _video_exts() -> frozenset[str]:
     try:
         from ..decode import VIDEO_EXTENSIONS
@@ -130,7 +173,7 @@ def _collect(
     meta = _models_meta(config)
     table = FaceTable.from_results(results, meta)
     for t in tables:
-        other = FaceTable.read(t)
+        other = read_face_table(t)
         missing = [m for m in config.models if m not in other.model_ids]
         if missing:
             raise UsageError(
@@ -227,18 +270,42 @@ def write_sheets(result: Any, folder: Path, *, per_sheet: int = 64, thumb: int =
             tiles.append(box_crops(rgb, np.array([[x, y, x + w, y + h]]), size=thumb)[0])
         cols = min(8, max(1, len(tiles)))
         rows = (len(tiles) + cols - 1) // cols
-        head = 20
-        sheet = Image.new("RGB", (cols * thumb, rows * thumb + head), "white")
-        ImageDraw.Draw(sheet).text(
+        head, label = 20, 14
+        cell = thumb + label
+        sheet = Image.new("RGB", (cols * thumb, rows * cell + head), "white")
+        draw = ImageDraw.Draw(sheet)
+        draw.text(
             (4, 4),
             f"{c.id}  {c.size} faces" + (f"  {c.name or c.person}" if c.person else ""),
             fill="black",
         )
-        for k, t in enumerate(tiles):
-            sheet.paste(Image.fromarray(t), ((k % cols) * thumb, head + (k // cols) * thumb))
+        legend = []
+        for k, (t, ref) in enumerate(zip(tiles, refs, strict=True)):
+            x0, y0 = (k % cols) * thumb, head + (k // cols) * cell
+            sheet.paste(Image.fromarray(t), (x0, y0))
+            tag = tile_label(ref)
+            legend.append(f"{k + 1}\t{tag}" + ("" if ref.time is None else f"\t{ref.time:.2f}s"))
+            draw.text((x0 + 2, y0 + thumb + 1), _fit(draw, tag, thumb - 4), fill="black")
         sheet.save(folder / f"{c.id}.png")
+        # Full SOURCE#FACE per tile, ready for `facekit enroll --exclude`.
+        (folder / f"{c.id}.txt").write_text("\n".join(legend) + "\n", encoding="utf-8")
         written += 1
     return written
+
+
+def tile_label(ref: Any) -> str:
+    """``SOURCE#FACE``: the form ``enroll --exclude`` takes."""
+    return f"{ref.source}#{ref.face}"
+
+
+def _fit(draw: Any, text: str, width: int) -> str:
+    """``text`` shortened from the left (keeping the file name and face) to fit ``width`` px."""
+    if draw.textlength(text) <= width:
+        return text
+    name = os.path.basename(text)
+    while len(name) > 4 and draw.textlength("..." + name) > width:
+        name = name[1:]
+    return "..." + name
 
 
 def _video_frame(source: str, t: float) -> Any:
@@ -288,8 +355,25 @@ def cluster_cmd(
     ] = None,
     sheets: Annotated[
         Path | None,
-        typer.Option("--sheets", help="Write one contact-sheet PNG per cluster into this folder."),
+        typer.Option(
+            "--sheets",
+            help="Write one contact-sheet PNG per cluster into this folder (tiles labelled SOURCE#FACE).",
+        ),
     ] = None,
+    update: Annotated[
+        bool,
+        typer.Option(
+            "--update",
+            help="Add the inputs' new faces to the existing -o clustering (the default when its "
+            "state files are usable); fail if it cannot be updated.",
+        ),
+    ] = False,
+    rebuild: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild", help="Cluster every input face from scratch (ids still matched to -o)."
+        ),
+    ] = False,
     db: DbOpt = None,
     suggest_names: Annotated[
         bool,
@@ -317,9 +401,14 @@ def cluster_cmd(
 
         facekit cluster faces.parquet -o clusters.json -d faces.db --suggest
 
-    Clusters get stable ids (c-0001, ...): re-running onto the same -o file keeps the id,
-    person and name of every cluster that shares faces with a previous one; new clusters
-    get fresh ids. Name a cluster with `facekit enroll`.
+        facekit cluster ./new-photos -o clusters.json    # add faces to an existing clustering
+
+    Clusters get stable ids (c-0001, ...). When the -o file exists, the run is incremental:
+    faces of files not clustered before join the existing clusters or form new ones, and
+    the old clusters keep their faces, id, person and name (state kept beside the file:
+    <name>.faces.parquet, <name>.state.npz, <name>.knn.voy). --rebuild clusters all inputs
+    from scratch, still keeping the ids of clusters that share faces with the previous
+    run. Name a cluster with `facekit enroll`.
 
     Exit codes: 0 clusters found; 1 no cluster; 2 usage error; 3 some inputs unreadable;
     5 database error.
@@ -349,18 +438,35 @@ def cluster_cmd(
                 max_side=max_side,
                 offline=offline,
             )
+        if output is not None:
+            check_output_dir(output)
+        if sheets is not None:
+            if sheets.exists() and not sheets.is_dir():
+                raise UsageError(f"{sheets}: not a folder")
+            check_output_dir(sheets / "x" if sheets.is_dir() else sheets)
+        if rebuild and update:
+            raise UsageError("give --update or --rebuild, not both")
         previous = None
         previous_table = None
+        state = None
         if output is not None and output.exists():
             previous = read_cluster_file(output)
             fp = faces_path(output)
             if fp.exists():
                 from .runner import _models_meta
 
-                previous_table = FaceTable.read(fp)
+                previous_table = read_face_table(fp)
                 want = _models_meta(config)
                 if {k: previous_table.models.get(k) for k in want} != want:
                     previous_table = None  # other models or detector: embed again
+            if previous_table is not None and not rebuild:
+                from ..incremental import load_state
+
+                state = load_state(output, len(previous_table.frame))
+        elif update:
+            raise UsageError(
+                f"--update needs an existing cluster file (-o); {output} does not exist"
+            )
         summary = Summary()
         bars = DownloadBars(quiet)
         try:
@@ -376,7 +482,6 @@ def cluster_cmd(
             )
         finally:
             bars.close()
-        emb = table.embeddings() if len(table.frame) else None
         if database is not None and set(database.models) == set(config.models):
             calibration = database.calibration
         else:
@@ -384,24 +489,83 @@ def cluster_cmd(
                 list(config.models),
                 dict(zip(config.models, config.weights, strict=True)) if config.weights else None,
             )
+        from ..cluster import _default_threshold
+        from ..graph import DEFAULT_K, EvidenceSpace
+        from ..incremental import load_index, save_state, settings_of, update_clusters
         from ..types import Embeddings
 
-        if emb is None:
-            emb = Embeddings.empty({m: 0 for m in config.models})
-        result = cluster_faces(
-            emb,
-            calibration,
-            method=method,
-            min_size=min_size,
-            threshold=threshold,
-            refs=_refs(table),
-            previous=previous,
+        space = EvidenceSpace.from_calibration(calibration)
+        thr = float(threshold) if threshold is not None else _default_threshold(method, calibration)
+        from .runner import _models_meta
+
+        settings = settings_of(space, thr, min_size, DEFAULT_K, _models_meta(config))
+        incremental = (
+            state is not None
+            and previous_table is not None
+            and method == "agglomerative"
+            and state.matches(settings)
         )
-        if database is not None and len(emb):
-            suggest(result, emb, database)
+        if update and not incremental:
+            raise UsageError(
+                f"{output}: cannot be updated (no usable state beside it, or other models, "
+                "method or threshold); run with --rebuild"
+            )
+        if incremental:
+            assert previous_table is not None and state is not None and output is not None
+            old_sources = set(previous_table.frame.source)
+            fresh = table.frame[~table.frame.source.isin(old_sources)]
+            from ..facetable import FaceTable
+
+            new_table = FaceTable(fresh.reset_index(drop=True), {}, table.models)
+            all_table = FaceTable(
+                _concat(previous_table.frame, new_table.frame),
+                {**previous_table.files, **table.files},
+                {**previous_table.models, **table.models},
+            )
+            old_emb = previous_table.embeddings()
+            new_emb = (
+                new_table.embeddings()
+                if len(new_table.frame)
+                else Embeddings.empty({m: old_emb.vectors[m].shape[1] for m in old_emb.models})
+            )
+            result, x, index = update_clusters(
+                old_emb,
+                state,
+                new_emb,
+                calibration,
+                threshold=thr,
+                min_size=min_size,
+                refs=_refs(all_table),
+                previous=previous,
+                index=load_index(output, space.project(old_emb.vectors)),
+            )
+            table = all_table
+            emb = None
+            log.info(
+                "incremental: %d new faces added to %d", len(new_table.frame), len(old_sources)
+            )
+        else:
+            emb = table.embeddings() if len(table.frame) else None
+            if emb is None:
+                emb = Embeddings.empty({m: 0 for m in config.models})
+            result = cluster_faces(
+                emb,
+                calibration,
+                method=method,
+                min_size=min_size,
+                threshold=thr,
+                refs=_refs(table),
+                previous=previous,
+            )
+            x = result.vectors
+            index = result.graph.index if result.graph is not None else None
+        if database is not None and len(table.frame):
+            suggest(result, emb if emb is not None else table.embeddings(), database)
         doc = result.to_record()
         if output is not None:
             table.write(faces_path(output))
+            if method == "agglomerative":
+                save_state(output, result, settings, x, index)
             write_cluster_file(output, doc)
         if sheets is not None:
             n = write_sheets(result, sheets)
