@@ -12,6 +12,11 @@ wrong one).
 Usage:
     facekit embed ../shared/datasets/lfw-dev -o /tmp/lfw.parquet   # ~1-2 min, cached
     python benchmarks/bench_cluster.py /tmp/lfw.parquet
+    python benchmarks/bench_cluster.py --folds     # TUNE vs REPORT folds, shared embedding cache
+
+``--folds``: the default clustering on the people-disjoint folds of benchmarks/folds.py
+(TUNE 0-2, REPORT 3-4, held out) of lfw-dev and lfw-few, one face per photo as
+``folds.load_faces`` picks it, from the shared embedding cache (/work/cache).
 """
 
 from __future__ import annotations
@@ -82,10 +87,48 @@ def report(name: str, truth: np.ndarray, pred: np.ndarray, secs: float) -> str:
     return f"| {name} | {p:.3f} | {r:.3f} | {f:.3f} | {b:.3f} | {n_cl} | {noise:.1%} | {secs:.2f} |"
 
 
+def heldout() -> int:
+    """Default clustering on TUNE and REPORT folds of lfw-dev and lfw-few."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from folds import REPORT, TUNE, load_faces
+
+    from facekit.types import Embeddings
+
+    print(
+        "| dataset | models | folds | people | faces | pairwise P | pairwise R | pairwise F1 | BCubed F | clusters | noise | s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for dataset in ("lfw-dev", "lfw-few"):
+        for models in (("dlib",), ("dlib", "mobilefacenet")):
+            try:
+                faces = load_faces(dataset, models)
+            except FileNotFoundError as exc:
+                print(f"| {dataset} | {'+'.join(models)} | skipped: {exc} |")
+                continue
+            for label, folds in (("TUNE 0-2", TUNE), ("REPORT 3-4", REPORT)):
+                sub = faces.folds(folds)
+                names = sorted(set(sub.person.tolist()))
+                truth = np.searchsorted(names, sub.person)
+                emb = Embeddings(dict(sub.vectors))
+                t = time.perf_counter()
+                res = cluster_faces(emb, Calibration.default(list(models)))
+                row = report("", truth, res.labels, time.perf_counter() - t)
+                print(
+                    f"| {dataset} | {'+'.join(models)} | {label} | {len(names)} | {len(truth)} | "
+                    + row[5:]
+                )
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("table", help="Parquet written by `facekit embed` over lfw-dev")
+    ap.add_argument("table", nargs="?", help="Parquet written by `facekit embed` over lfw-dev")
+    ap.add_argument("--folds", action="store_true", help="TUNE vs REPORT folds (see above)")
     args = ap.parse_args()
+    if args.folds:
+        return heldout()
+    if not args.table:
+        ap.error("give the lfw-dev table or --folds")
     table = central_faces(FaceTable.read(args.table))
     emb = table.embeddings()
     truth_names = [Path(s).parent.name for s in table.frame.source]

@@ -49,8 +49,12 @@ def test_cluster_json_contract_sheets_and_stable_ids(album: Path, lfw: Path, tmp
         assert c["representative"] in c["members"] and c["cohesion"] > 2
         first_ids[person_of(c["members"][0])] = c["id"]
     assert isinstance(doc["noise"], list)
-    assert sorted(p.name for p in (tmp_path / "sheets").iterdir()) == sorted(
+    assert sorted(p.name for p in (tmp_path / "sheets").glob("*.png")) == sorted(
         f"{c['id']}.png" for c in doc["clusters"]
+    )
+    # Each sheet has a legend: tile number and SOURCE#FACE (what `enroll --exclude` takes).
+    assert sorted(p.name for p in (tmp_path / "sheets").glob("*.txt")) == sorted(
+        f"{c['id']}.txt" for c in doc["clusters"]
     )
 
     # Add a new person whose folder sorts first and more photos of a known one: ids stay.

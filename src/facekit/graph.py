@@ -237,7 +237,7 @@ def knn_graph(
     x = np.ascontiguousarray(x, np.float32)
     if backend == "exact":
         kk = min(k, n - 1)
-        chunk = max(1, min(QUERY_CHUNK, 2**26 // max(n, 1)))
+        chunk = max(1, min(QUERY_CHUNK, 2**23 // max(n, 1)))  # ~130 MB of temporaries
         for lo in range(0, n, chunk):
             hi = min(lo + chunk, n)
             sims = x[lo:hi] @ x.T

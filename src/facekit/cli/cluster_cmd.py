@@ -438,6 +438,12 @@ def cluster_cmd(
                 max_side=max_side,
                 offline=offline,
             )
+        from ..cluster import METHODS
+
+        if method not in METHODS:
+            raise UsageError(
+                f"unknown clustering method {method!r} (choose from {', '.join(METHODS)})"
+            )
         if output is not None:
             check_output_dir(output)
         if sheets is not None:
