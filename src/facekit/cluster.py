@@ -177,6 +177,7 @@ class ClusterResult:
     models: dict[str, str] = field(default_factory=dict)
     graph: Any = None
     vectors: Any = None
+    noise_edges: Any = None
 
     def cluster(self, cluster_id: str) -> Cluster:
         for c in self.clusters:
@@ -187,7 +188,10 @@ class ClusterResult:
     def _ref(self, i: int) -> dict[str, Any]:
         if self.refs is None:
             return {"index": int(i)}
-        return self.refs[int(i)].to_record()
+        recs = self.__dict__.get("_records")
+        if recs is None or len(recs) != len(self.refs):
+            recs = self.__dict__["_records"] = _records(self.refs)
+        return recs[int(i)]  # shared, read-only: the document is serialised, not edited
 
     def to_record(self) -> dict[str, Any]:
         """The JSON document (``facekit cluster --format json`` and the ``-o`` file)."""
@@ -239,6 +243,11 @@ class ClusterResult:
         if len(self.noise):
             rows.append({"id": "noise", "size": int(len(self.noise))})
         return rows
+
+
+def _records(refs: Sequence[FaceRef]) -> list[dict[str, Any]]:
+    """``FaceRef.to_record()`` of every ref, computed once per result."""
+    return [r.to_record() for r in refs]
 
 
 def _check_models(embeddings: Embeddings, calibration: Calibration) -> None:
@@ -332,6 +341,7 @@ def cluster_faces(
     result.models = dict(embeddings.fingerprints)
     result.graph = graph
     result.vectors = x
+    result.noise_edges = (result.noise, graph.indices[result.noise], graph.evidence[result.noise])
     assign_ids(result, previous)
     return result
 
@@ -534,30 +544,27 @@ def read_cluster_file(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def _check_member(path: Path, where: str, m: Any) -> None:
     """A member record: ``source`` (str), ``box`` (4 finite numbers), ``face``/``time`` numbers."""
-    import math
 
     def bad(what: str) -> InputError:
         return InputError(f"{path}: {where}: {what} (not a facekit cluster file?)")
 
-    if not isinstance(m, dict):
+    if type(m) is not dict:
         raise bad("not an object")
-    if not isinstance(m.get("source"), str) or not m["source"]:
+    src = m.get("source")
+    if type(src) is not str or not src:
         raise bad("no 'source'")
     box = m.get("box")
-    if (
-        not isinstance(box, list)
-        or len(box) != 4
-        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)
-        or not all(math.isfinite(float(v)) for v in box)
-    ):
+    if type(box) is not list or len(box) != 4:
         raise bad("no 'box' of 4 numbers")
+    for v in box:
+        # bool is not int here (type() is exact); v - v is nan for inf and nan.
+        if (type(v) is not float and type(v) is not int) or v - v != 0:
+            raise bad("no 'box' of 4 numbers")
     face = m.get("face", 0)
-    if not isinstance(face, int) or isinstance(face, bool):
+    if type(face) is not int:
         raise bad("'face' is not an integer")
     t = m.get("time")
-    if t is not None and (
-        not isinstance(t, (int, float)) or isinstance(t, bool) or not math.isfinite(float(t))
-    ):
+    if t is not None and ((type(t) is not float and type(t) is not int) or t - t != 0):
         raise bad("'time' is not a number")
 
 
@@ -566,7 +573,14 @@ def write_cluster_file(path: str | os.PathLike[str], doc: Mapping[str, Any]) -> 
     from .facetable import write_atomic
     from .render import to_jsonable
 
-    text = json.dumps(to_jsonable(dict(doc)), ensure_ascii=False, indent=1) + "\n"
+    try:  # documents built by to_record() hold plain types: no conversion pass needed
+        plain: Any = dict(doc)
+        small = int(plain.get("faces", 0) or 0) <= 5000
+        # Indented output goes through the pure-Python encoder: only for small files.
+        text = json.dumps(plain, ensure_ascii=False, indent=1 if small else None, allow_nan=False)
+    except (TypeError, ValueError):
+        text = json.dumps(to_jsonable(dict(doc)), ensure_ascii=False, indent=1)
+    text += "\n"
     write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 

@@ -37,6 +37,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -269,6 +270,17 @@ def knn_graph(
     return KnnGraph(ids, ev, index)
 
 
+def group_sums(x: np.ndarray, group: np.ndarray, g: int, dtype: Any = np.float64) -> np.ndarray:
+    """``(g, D)`` sum of the rows of ``x`` per group (a sparse product; ``np.add.at`` is slow)."""
+    from scipy.sparse import csr_matrix
+
+    n = len(group)
+    onehot = csr_matrix(
+        (np.ones(n, dtype), (np.asarray(group, np.int64), np.arange(n))), shape=(g, n)
+    )
+    return np.asarray(onehot @ np.asarray(x, dtype), dtype)
+
+
 def _row_dots(s: np.ndarray, a: np.ndarray, b: np.ndarray, chunk: int = 1 << 18) -> np.ndarray:
     out = np.empty(len(a), np.float64)
     for lo in range(0, len(a), chunk):
@@ -314,8 +326,7 @@ def average_linkage(
     if init is None:
         sums = np.array(x, np.float32, copy=True)
     else:
-        sums = np.zeros((g, x.shape[1]), np.float32)
-        np.add.at(sums, group, np.asarray(x, np.float32))
+        sums = group_sums(x, group, g, np.float32)
     size = np.bincount(group, minlength=g).astype(np.float64)
     lock = np.full(g, -1, np.int64)
     if tags is not None:
@@ -385,8 +396,7 @@ def medoids(
         e = np.zeros(0, np.int64)
         return e, e, np.zeros(0)
     groups, inv = np.unique(labels[rows], return_inverse=True)
-    sums = np.zeros((len(groups), x.shape[1]), np.float64)
-    np.add.at(sums, inv, x[rows].astype(np.float64))
+    sums = group_sums(x[rows], inv, len(groups), np.float64)
     size = np.bincount(inv, minlength=len(groups))
     score = np.empty(len(rows), np.float64)
     self_dot = np.empty(len(rows), np.float64)

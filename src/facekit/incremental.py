@@ -80,6 +80,9 @@ class ClusterState:
 
     ids: np.ndarray
     settings: dict[str, Any]
+    noise_rows: np.ndarray | None = None
+    noise_nbrs: np.ndarray | None = None
+    noise_ev: np.ndarray | None = None
 
     def matches(self, settings: Mapping[str, Any]) -> bool:
         return json.loads(json.dumps(dict(settings))) == self.settings
@@ -123,7 +126,14 @@ def save_state(
     """Write the state and the kNN index beside ``cluster_file`` (atomically, each)."""
     npz, voy = state_paths(cluster_file)
     buf = io.BytesIO()
-    np.savez(buf, ids=id_numbers(result), settings=np.array(json.dumps(dict(settings))))
+    arrays: dict[str, Any] = {
+        "ids": id_numbers(result),
+        "settings": np.array(json.dumps(dict(settings))),
+    }
+    if result.noise_edges is not None:
+        rows, nbrs, ev = result.noise_edges
+        arrays.update(noise_rows=rows, noise_nbrs=nbrs, noise_ev=ev)
+    np.savez(buf, **arrays)
     data = buf.getvalue()
     write_atomic(npz, lambda tmp: Path(tmp).write_bytes(data))
     if index is None or type(index).__module__.startswith("faiss"):
@@ -143,13 +153,27 @@ def load_state(cluster_file: str | os.PathLike[str], rows: int) -> ClusterState 
         with np.load(npz, allow_pickle=False) as z:
             ids = np.asarray(z["ids"], np.int64)
             settings = json.loads(str(z["settings"]))
+            noise = (
+                tuple(np.asarray(z[k]) for k in ("noise_rows", "noise_nbrs", "noise_ev"))
+                if "noise_rows" in z.files
+                else (None, None, None)
+            )
     except Exception as exc:  # noqa: BLE001 - a damaged state means a full run, not a crash
         log.warning("%s: unreadable (%s); clustering from scratch", npz, exc)
         return None
     if ids.ndim != 1 or len(ids) != rows or not isinstance(settings, dict):
         log.warning("%s: does not match the face table; clustering from scratch", npz)
         return None
-    return ClusterState(ids, settings)
+    rows, nbrs, ev = noise
+    if rows is not None and (
+        nbrs is None
+        or ev is None
+        or len(rows) != len(nbrs)
+        or nbrs.shape != ev.shape
+        or (len(rows) and (rows.max() >= len(ids) or nbrs.max() >= len(ids)))
+    ):
+        rows = nbrs = ev = None
+    return ClusterState(ids, settings, rows, nbrs, ev)
 
 
 def load_index(cluster_file: str | os.PathLike[str], x_old: np.ndarray) -> Any:
@@ -216,19 +240,32 @@ def update_clusters(
             rows = np.repeat(np.arange(n_old, n, dtype=np.int64), k).reshape(n_new, k)
             ea.append(rows[keep])
             eb.append(got[keep])
-        # Old noise faces may now reach the cut with an old cluster grown by new faces.
-        noise = np.flatnonzero(state.ids < 0)
-        if len(noise) and n_old > 1:
-            got, cos = knn_query(index, x_old[noise], k + 1)
-            ev = np.where(got >= 0, cos * space.norm2 + space.offset, -np.inf)
-            keep = (got >= 0) & (got != noise[:, None]) & (ev >= threshold)
-            rows = np.repeat(noise, k + 1).reshape(len(noise), k + 1)
-            ea.append(rows[keep])
-            eb.append(got[keep])
+            new_nbrs, new_ev = got, ev.astype(np.float32)
+        else:
+            new_nbrs = np.full((n_new, 0), -1, np.int64)
+            new_ev = np.zeros((n_new, 0), np.float32)
+        # Old noise faces may now reach the cut with an old cluster grown by new faces: their
+        # stored graph edges (or, without them, a query) are candidates too.
+        noise_rows, noise_nbrs, noise_ev = old_noise_edges(state, index, x_old, space, k)
+        keep = (noise_nbrs >= 0) & (noise_ev >= threshold)
+        ea.append(np.repeat(noise_rows, noise_nbrs.shape[1]).reshape(noise_nbrs.shape)[keep])
+        eb.append(noise_nbrs[keep])
         g = knn_graph(x_new, space.offset, k=k, backend="exact" if n_new <= 20000 else "voyager")
         a, b, _ = g.edges(cut=threshold)
         ea.append(a + n_old)
         eb.append(b + n_old)
+        # Each new face's k best neighbours among old and new faces (kept for noise faces).
+        both = np.concatenate([new_nbrs, np.where(g.indices >= 0, g.indices + n_old, -1)], 1)
+        both_ev = np.concatenate([new_ev, g.evidence], 1)
+        pick = np.argsort(-both_ev, axis=1, kind="stable")[:, :k]
+        new_nbrs = np.take_along_axis(both, pick, 1)
+        new_ev = np.take_along_axis(both_ev, pick, 1)
+    else:
+        noise_rows, noise_nbrs, noise_ev = old_noise_edges(
+            state, None, x_old, space, k, query=False
+        )
+        new_nbrs = np.full((0, k), -1, np.int64)
+        new_ev = np.zeros((0, k), np.float32)
     init = np.concatenate([state.ids, np.full(n_new, -1, np.int64)])
     prev_clusters = {str(c["id"]): c for c in (previous or {}).get("clusters", [])}
     # Clusters named as people: two different people are never merged.
@@ -278,7 +315,8 @@ def update_clusters(
                 merged.setdefault(int(old_of_group[gi]), []).append(int(oid))
     size = np.bincount(inv, minlength=len(uniq))
     first = np.full(len(uniq), n, np.int64)
-    np.minimum.at(first, inv, rank)
+    by_rank = np.argsort(rank)[::-1]
+    first[inv[by_rank]] = rank[by_rank]  # the last write per group is its earliest face
     fresh = [
         gi
         for gi in np.argsort(first, kind="stable")
@@ -327,6 +365,47 @@ def update_clusters(
         next_id=next_id,
         models={**old.fingerprints, **new.fingerprints},
     )
+    # Graph edges of the faces that are noise now, for the next update.
+    kk = max(noise_nbrs.shape[1], new_nbrs.shape[1], 1)
+    nb_all = np.full((len(noise_rows) + n_new, kk), -1, np.int64)
+    ev_all = np.full((len(noise_rows) + n_new, kk), -np.inf, np.float32)
+    nb_all[: len(noise_rows), : noise_nbrs.shape[1]] = noise_nbrs
+    ev_all[: len(noise_rows), : noise_ev.shape[1]] = noise_ev
+    nb_all[len(noise_rows) :, : new_nbrs.shape[1]] = new_nbrs
+    ev_all[len(noise_rows) :, : new_ev.shape[1]] = new_ev
+    rows_all = np.concatenate([noise_rows, np.arange(n_old, n, dtype=np.int64)])
+    is_noise = np.isin(rows_all, result.noise)
+    result.noise_edges = (rows_all[is_noise], nb_all[is_noise], ev_all[is_noise])
     if n_new and index is not None:
         index.add_items(x_new, ids=np.arange(n_old, n))
     return result, x, index
+
+
+def old_noise_edges(
+    state: ClusterState,
+    index: Any,
+    x_old: np.ndarray,
+    space: EvidenceSpace,
+    k: int,
+    *,
+    query: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(rows, (m, k) neighbour rows, (m, k) evidence)`` of the old noise faces."""
+    noise = np.flatnonzero(state.ids < 0)
+    if state.noise_rows is not None and state.noise_nbrs is not None and state.noise_ev is not None:
+        pos = {int(r): i for i, r in enumerate(state.noise_rows.tolist())}
+        if all(int(r) in pos for r in noise.tolist()):
+            sel = np.array([pos[int(r)] for r in noise.tolist()], np.int64)
+            nbrs = np.asarray(state.noise_nbrs, np.int64)
+            evs = np.asarray(state.noise_ev, np.float32)
+            if nbrs.ndim != 2 or evs.shape != nbrs.shape:
+                nbrs = np.full((len(state.noise_rows), 0), -1, np.int64)
+                evs = np.zeros(nbrs.shape, np.float32)
+            return noise, nbrs[sel], evs[sel]
+    if not query or index is None or len(noise) == 0 or len(x_old) < 2:
+        return noise, np.full((len(noise), 0), -1, np.int64), np.zeros((len(noise), 0), np.float32)
+    got, cos = knn_query(index, x_old[noise], k + 1)
+    ev = np.where(got >= 0, cos * space.norm2 + space.offset, -np.inf).astype(np.float32)
+    got = np.where(got == noise[:, None], -1, got)
+    ev = np.where(got < 0, -np.inf, ev).astype(np.float32)
+    return noise, got, ev

@@ -193,7 +193,8 @@ def _refs(table: Any) -> list[Any]:
     from ..cluster import FaceRef
 
     f = table.frame
-    times = f["time"].to_numpy() if "time" in f.columns else [None] * len(f)
+    times = f["time"].tolist() if "time" in f.columns else [None] * len(f)
+    cols = [f[c].tolist() for c in ("source", "face", "x", "y", "w", "h")]
     return [
         FaceRef(
             str(s),
@@ -201,7 +202,7 @@ def _refs(table: Any) -> list[Any]:
             (float(x), float(y), float(w), float(h)),
             None if t is None or (isinstance(t, float) and np.isnan(t)) else float(t),
         )
-        for s, i, x, y, w, h, t in zip(f.source, f.face, f.x, f.y, f.w, f.h, times, strict=True)
+        for s, i, x, y, w, h, t in zip(*cols, times, strict=True)
     ]
 
 
