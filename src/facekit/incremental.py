@@ -153,8 +153,8 @@ def load_state(cluster_file: str | os.PathLike[str], rows: int) -> ClusterState 
         with np.load(npz, allow_pickle=False) as z:
             ids = np.asarray(z["ids"], np.int64)
             settings = json.loads(str(z["settings"]))
-            noise = (
-                tuple(np.asarray(z[k]) for k in ("noise_rows", "noise_nbrs", "noise_ev"))
+            noise: tuple[Any, Any, Any] = (
+                tuple(np.asarray(z[k]) for k in ("noise_rows", "noise_nbrs", "noise_ev"))  # type: ignore[assignment]
                 if "noise_rows" in z.files
                 else (None, None, None)
             )
@@ -164,16 +164,18 @@ def load_state(cluster_file: str | os.PathLike[str], rows: int) -> ClusterState 
     if ids.ndim != 1 or len(ids) != rows or not isinstance(settings, dict):
         log.warning("%s: does not match the face table; clustering from scratch", npz)
         return None
-    rows, nbrs, ev = noise
-    if rows is not None and (
+    nrows: np.ndarray | None = noise[0]
+    nbrs: np.ndarray | None = noise[1]
+    ev: np.ndarray | None = noise[2]
+    if nrows is not None and (
         nbrs is None
         or ev is None
-        or len(rows) != len(nbrs)
+        or len(nrows) != len(nbrs)
         or nbrs.shape != ev.shape
-        or (len(rows) and (rows.max() >= len(ids) or nbrs.max() >= len(ids)))
+        or (len(nrows) and (nrows.max() >= len(ids) or nbrs.max() >= len(ids)))
     ):
-        rows = nbrs = ev = None
-    return ClusterState(ids, settings, rows, nbrs, ev)
+        nrows = nbrs = ev = None
+    return ClusterState(ids, settings, nrows, nbrs, ev)
 
 
 def load_index(cluster_file: str | os.PathLike[str], x_old: np.ndarray) -> Any:
