@@ -57,8 +57,6 @@ XFAIL: dict[str, str] = {
     "model/unknown-recogniser": "cli: unknown model/detector name exits 4 instead of 2",
     "model/unknown-detector": "cli: unknown model/detector name exits 4 instead of 2",
     "metadata/person-folder-non-utf8": "build: traceback UnicodeEncodeError: 'utf-8' codec can't encode character '\\udce9' in position 3: surrogates not allo",
-    "cluster/database-faces-table": "cluster: traceback AttributeError: 'DataFrame' object has no attribute 'face'",
-    "cluster/enroll-cluster-not-object": "cluster: traceback TypeError: string indices must be integers, not 'str'",
     "cluster/enroll-deep-nesting": "cluster: traceback RecursionError: maximum recursion depth exceeded while decoding a JSON array from a unicode string",
     "output/annotate-is-file": "cli: traceback FileExistsError: [Errno 17] File exists: 'annot'",
     "output/annotate-read-only": "cli: traceback PermissionError: [Errno 13] Permission denied: 'annot/.a.jpg.XXXX.tmp'",
@@ -66,7 +64,6 @@ XFAIL: dict[str, str] = {
     "output/embed-o-is-directory": "cli: -o at a directory reported as 'not a facekit face table'",
     "output/embed-o-read-only": "cli: traceback PermissionError: [Errno 13] Permission denied: 'ro/.out.parquet.XXXX.tmp'",
     "output/embed-sidecar-read-only": "cli: traceback PermissionError: [Errno 13] Permission denied: 'album/.a.jpg.faces.json.XXXX.tmp'",
-    "output/cluster-sheets-is-file": "cli: traceback FileExistsError: [Errno 17] File exists: 'sheets'",
     "output/cluster-o-read-only": "cli: traceback PermissionError: [Errno 13] Permission denied: 'ro/.clusters.faces.parquet.XXXX.tmp'",
 }
 

@@ -76,7 +76,7 @@ def read_face_table(path: str | Path) -> Any:
     return table
 
 
-def check_output_dir(path: Path) -> None:
+def _check_output_file(path: Path) -> None:
     """Fail before any work when ``path``'s folder is missing, not a folder or read-only."""
     folder = path.parent
     if path.is_dir():
@@ -446,11 +446,11 @@ def cluster_cmd(
                 f"unknown clustering method {method!r} (choose from {', '.join(METHODS)})"
             )
         if output is not None:
-            check_output_dir(output)
+            _check_output_file(output)
         if sheets is not None:
             if sheets.exists() and not sheets.is_dir():
                 raise UsageError(f"{sheets}: not a folder")
-            check_output_dir(sheets / "x" if sheets.is_dir() else sheets)
+            _check_output_file(sheets / "x" if sheets.is_dir() else sheets)
         if rebuild and update:
             raise UsageError("give --update or --rebuild, not both")
         previous = None
