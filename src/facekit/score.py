@@ -209,7 +209,7 @@ def _distances(v: Any, what: str) -> dict[str, float]:
 def _check_candidate(c: Any, what: str) -> dict[str, Any]:
     if not isinstance(c, dict):
         raise BadRecord(f"{what} is not an object ({_short(c)})")
-    out = {"person": _person(c.get("person"), f"{what}.person")}
+    out: dict[str, Any] = {"person": _person(c.get("person"), f"{what}.person")}
     out["name"] = _name(c.get("name"), f"{what}.name")
     if c.get("confidence") is not None:
         out["confidence"] = _finite(c["confidence"], f"{what}.confidence", 0.0, 100.0)

@@ -510,40 +510,6 @@ def _analyse(pipeline: Any, rgb: np.ndarray) -> tuple[Any, Any]:
     return result.faces, result.embeddings
 
 
-def _watch_parent(parent: int, period: float = 0.5) -> None:
-    """Exit this (worker) process as soon as ``parent`` is gone (killed with SIGKILL, say):
-    the worker is re-parented, so ``os.getppid()`` changes. Linux also gets PR_SET_PDEATHSIG."""
-    import threading
-    import time
-
-    try:  # immediate on Linux: the kernel sends SIGTERM when the parent dies
-        import ctypes
-        import signal
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
-    except Exception:  # pragma: no cover - not Linux
-        pass
-    if os.getppid() != parent:
-        os._exit(1)
-
-    def watch() -> None:
-        while True:
-            time.sleep(period)
-            if os.getppid() != parent:
-                os._exit(1)
-
-    threading.Thread(target=watch, name="facekit-parent-watch", daemon=True).start()
-
-
-def _video_worker_init(config: Any, parent: int) -> None:
-    """Worker start-up: watch the parent process, then load the models once."""
-    from .pipeline import _worker_init
-
-    _watch_parent(parent)
-    _worker_init(config)
-
-
 def _analyse_in_worker(rgb: np.ndarray) -> tuple[Any, Any]:
     from . import pipeline as _pipeline_module
 
