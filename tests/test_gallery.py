@@ -453,10 +453,13 @@ def test_encrypted_database_rerun_keeps_encryption(tmp_path, fr_examples, monkey
 @pytest.mark.parametrize(
     "member,match",
     [
-        ({"source": "a.jpg", "face": 0}, "member 0 \\(a.jpg\\): no box"),
-        ({"source": "a.jpg", "box": [1, 2, "x", 4]}, "no box"),
-        ({"box": [1, 2, 3, 4]}, "member 0: no 'source'"),
-        ({"source": "a.jpg", "box": [1, 2, 3, 4], "face": "0"}, "'face' must be an integer"),
+        ({"source": "a.jpg", "face": 0}, "member \\d.*no 'box'"),
+        ({"source": "a.jpg", "box": [1, 2, "x", 4]}, "no 'box'"),
+        ({"box": [1, 2, 3, 4]}, "member \\d.*no 'source'"),
+        (
+            {"source": "a.jpg", "box": [1, 2, 3, 4], "face": "0"},
+            "'face' (must be|is not) an integer",
+        ),
     ],
 )
 def test_enroll_bad_cluster_members_are_one_line(base, tmp_path, member, match):

@@ -254,7 +254,7 @@ def test_cli_update_needs_an_existing_file(album: Path, tmp_path: Path):
 
 def test_cli_output_folder_checked_before_any_work(album: Path, tmp_path: Path):
     res = runner.invoke(app, ["cluster", "album", "-o", "missing/c.json"])
-    assert res.exit_code == 2 and "missing: no such folder" in res.output
+    assert res.exit_code == 2 and "missing" in res.output and "does not exist" in res.output
     assert "embedding" not in res.output and not (tmp_path / "missing").exists()
     ro = tmp_path / "ro"
     ro.mkdir()

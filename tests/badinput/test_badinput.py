@@ -46,22 +46,13 @@ from facekit.cli import app
 
 #: case id -> "<owner helper>: <open defect>" (see the module docstring).
 XFAIL: dict[str, str] = {
-    "image/bracketed-name": "cli: Rich markup eats [red] in file names of warnings",
-    "image/bracketed-name-markup": "cli: Rich markup eats [bold] in file names of warnings",
     "image/non-utf8-name": "cli: traceback UnicodeEncodeError: 'utf-8' codec can't encode character '\\udce9' in position 82: surrogates not all",
-    "image/quiet-keeps-errors": "cli: -q hides per-file errors",
     "image/build-enrolled-photo-unreadable": "build: unreadable photo/person folder silently treated as removed (exit 0, faces dropped)",
     "video/start-past-end": "video: --start past the end still samples a frame at the end (exit 1, no error)",
     "video/frames-huge": "video: traceback MemoryError in sample_times() for --frames 1000000000",
-    "model/import-garbage-as-sface": "models: models import accepts 1000 random bytes as sface",
-    "model/unknown-recogniser": "cli: unknown model/detector name exits 4 instead of 2",
-    "model/unknown-detector": "cli: unknown model/detector name exits 4 instead of 2",
     "metadata/person-folder-non-utf8": "build: traceback UnicodeEncodeError: 'utf-8' codec can't encode character '\\udce9' in position 3: surrogates not allo",
     "cluster/enroll-deep-nesting": "cluster: traceback RecursionError: maximum recursion depth exceeded while decoding a JSON array from a unicode string",
-    "output/annotate-is-file": "cli: traceback FileExistsError: [Errno 17] File exists: 'annot'",
     "output/annotate-read-only": "cli: traceback PermissionError: [Errno 13] Permission denied: 'annot/.a.jpg.XXXX.tmp'",
-    "output/annotate-parent-is-file": "cli: traceback NotADirectoryError: [Errno 20] Not a directory: 'plain/annot'",
-    "output/embed-o-is-directory": "cli: -o at a directory reported as 'not a facekit face table'",
     "output/embed-o-read-only": "cli: traceback PermissionError: [Errno 13] Permission denied: 'ro/.out.parquet.XXXX.tmp'",
     "output/embed-sidecar-read-only": "cli: traceback PermissionError: [Errno 13] Permission denied: 'album/.a.jpg.faces.json.XXXX.tmp'",
     "output/cluster-o-read-only": "cli: traceback PermissionError: [Errno 13] Permission denied: 'ro/.clusters.faces.parquet.XXXX.tmp'",
