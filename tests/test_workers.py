@@ -128,7 +128,8 @@ def test_sigterm_is_handled_like_ctrl_c(many_photos, tmp_path, fr_examples):
     )
     assert r.returncode == 0, r.stderr
     listing = tmp_path / "list.txt"
-    listing.write_text("\n".join(many_photos) + "\n")
+    # repeated, so that an idle machine cannot finish before the signal arrives
+    listing.write_text("\n".join(list(many_photos) * 20) + "\n")
     with open(listing) as stdin:
         proc = subprocess.Popen(
             [

@@ -55,5 +55,33 @@ def _root(
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point.
+
+    Ends the process with ``os._exit`` once the command has finished, its ``atexit``
+    handlers have run and its output is flushed: interpreter finalisation can tear down native thread pools (ONNX Runtime, OpenCV)
+    in an order that aborts the process ("terminate called without an active exception",
+    exit -6) after all the work was done, which scripts would read as a crash. Every command
+    releases what it holds (locks, worker pools, a local Ray instance) before returning.
+    """
+    import contextlib
+    import os
+    import sys
+
+    try:
+        app()
+        code = 0
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            code = exc.code or 0
+        else:  # SystemExit("message"): printed as Python would
+            print(exc.code, file=sys.stderr)
+            code = 1
+    import atexit
+
+    # atexit handlers still run (logging, multiprocessing's semaphore and child clean-up);
+    # only the interpreter's own teardown of modules and native objects is skipped
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(BrokenPipeError, ValueError, OSError):
+            stream.flush()
+    os._exit(code)
