@@ -525,6 +525,8 @@ def read_cluster_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise InputError(f"{p}: no such cluster file") from None
     except (OSError, ValueError) as exc:
         raise InputError(f"{p}: not a facekit cluster file ({' '.join(str(exc).split())})") from exc
+    except RecursionError:
+        raise InputError(f"{p}: not a facekit cluster file (nested too deeply)") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("clusters"), list):
         raise InputError(f"{p}: not a facekit cluster file (no 'clusters' list)")
     if not isinstance(doc.get("noise", []), list):

@@ -2002,6 +2002,7 @@ _out_case(
         str(_ro_dir(c, "annot")),
     ],
     "annot",
+    exit=74,
     no_dac=True,
 )
 _out_case(
@@ -2040,6 +2041,7 @@ _out_case(
     "embed-o-read-only",
     lambda c: ["embed", str(_album(c)), "-j", "1", "-o", str(_ro_dir(c, "ro") / "out.parquet")],
     "ro",
+    exit=74,
     no_dac=True,
 )
 _out_case(
@@ -2064,7 +2066,7 @@ def _sidecar_ro(ctx: Ctx) -> list[str]:
     return ["embed", str(album), "-j", "1", "--sidecar"]
 
 
-_out_case("embed-sidecar-read-only", _sidecar_ro, "a.jpg", exit=3, no_dac=True)
+_out_case("embed-sidecar-read-only", _sidecar_ro, "album", exit=74, no_dac=True)
 _out_case(
     "cluster-o-missing-folder",
     lambda c: [
@@ -2092,6 +2094,7 @@ _out_case(
     "cluster-o-read-only",
     lambda c: ["cluster", str(_album(c)), "-j", "1", "-o", str(_ro_dir(c, "ro") / "clusters.json")],
     "ro",
+    exit=74,
     no_dac=True,
 )
 

@@ -51,11 +51,6 @@ XFAIL: dict[str, str] = {
     "video/start-past-end": "video: --start past the end still samples a frame at the end (exit 1, no error)",
     "video/frames-huge": "video: traceback MemoryError in sample_times() for --frames 1000000000",
     "metadata/person-folder-non-utf8": "build: traceback UnicodeEncodeError: 'utf-8' codec can't encode character '\\udce9' in position 3: surrogates not allo",
-    "cluster/enroll-deep-nesting": "cluster: traceback RecursionError: maximum recursion depth exceeded while decoding a JSON array from a unicode string",
-    "output/annotate-read-only": "cli: traceback PermissionError: [Errno 13] Permission denied: 'annot/.a.jpg.XXXX.tmp'",
-    "output/embed-o-read-only": "cli: traceback PermissionError: [Errno 13] Permission denied: 'ro/.out.parquet.XXXX.tmp'",
-    "output/embed-sidecar-read-only": "cli: traceback PermissionError: [Errno 13] Permission denied: 'album/.a.jpg.faces.json.XXXX.tmp'",
-    "output/cluster-o-read-only": "cli: traceback PermissionError: [Errno 13] Permission denied: 'ro/.clusters.faces.parquet.XXXX.tmp'",
 }
 
 TRACEBACK = "Traceback (most recent call last)"
