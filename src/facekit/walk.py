@@ -127,6 +127,10 @@ def _walk_person(
     for e in entries:
         if e.name.startswith("."):
             continue
+        if not _utf8(e.name):
+            if _is_dir(e) or _is_photo(e.name):
+                other.append((_shown(e.path), _NOT_UTF8))
+            continue
         if _is_dir(e):
             subdirs.append(e.path)
         elif _is_photo(e.name):
@@ -159,6 +163,23 @@ def _holds_photos(folder: str, depth: int = 3) -> bool:
     return False
 
 
+def _utf8(name: str) -> bool:
+    """False for a name holding bytes that are not UTF-8 (surrogate escapes from the OS)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shown(path: str) -> str:
+    """``path`` with non-UTF-8 bytes written as ``\\xNN``, safe to print and to store."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+_NOT_UTF8 = "name is not valid UTF-8; rename it to enrol it"
+
+
 def _unsupported(name: str) -> str | None:
     from .imageio import unsupported_reason
 
@@ -183,6 +204,10 @@ def scan_people(people_dir: str | os.PathLike[str], *, recursive: bool = False) 
         return scan
     for e in entries:
         if e.name.startswith("."):
+            continue
+        if not _utf8(e.name):
+            if _is_dir(e):
+                scan.unreadable[_shown(e.name)] = f"{_shown(e.path)}: folder {_NOT_UTF8}"
             continue
         if _is_dir(e):
             photos, nested, errors, other = _walk_person(e.path, recursive)
