@@ -306,6 +306,15 @@ def _probe_open(container: Any, name: str) -> VideoInfo:
 
 
 # --------------------------------------------------------------------------- sampling plan
+def _most_samples(info: VideoInfo) -> int:
+    """Most distinct samples worth taking from a video: its frames (100,000 when unknown)."""
+    if info.frames > 0:
+        return int(info.frames)
+    if info.duration > 0:
+        return max(1, int(math.ceil(info.duration * max(info.fps, 240.0))))
+    return 100_000
+
+
 def sample_times(
     duration: float,
     *,
@@ -419,6 +428,11 @@ def iter_frames(
                 f"{name}: start {start:g} s is at or past the end of the video "
                 f"({info.duration:.2f} s long)"
             )
+        if frames and frames > (most := _most_samples(info)):
+            # More samples than the video has frames would only repeat frames (and 10^9 of
+            # them would exhaust memory before the first one): one per frame at most.
+            log.info("%s: --frames %d capped at the video's %d frames", name, frames, most)
+            frames = most
         targets = sample_times(
             info.duration,
             interval=interval,

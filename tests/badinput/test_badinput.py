@@ -49,7 +49,6 @@ XFAIL: dict[str, str] = {
     "image/non-utf8-name": "cli: traceback UnicodeEncodeError: 'utf-8' codec can't encode character '\\udce9' in position 82: surrogates not all",
     "image/build-enrolled-photo-unreadable": "build: unreadable photo/person folder silently treated as removed (exit 0, faces dropped)",
     "video/start-past-end": "video: --start past the end still samples a frame at the end (exit 1, no error)",
-    "video/frames-huge": "video: traceback MemoryError in sample_times() for --frames 1000000000",
 }
 
 TRACEBACK = "Traceback (most recent call last)"
