@@ -48,7 +48,6 @@ from facekit.cli import app
 XFAIL: dict[str, str] = {
     "image/non-utf8-name": "cli: traceback UnicodeEncodeError: 'utf-8' codec can't encode character '\\udce9' in position 82: surrogates not all",
     "image/build-enrolled-photo-unreadable": "build: unreadable photo/person folder silently treated as removed (exit 0, faces dropped)",
-    "video/start-past-end": "video: --start past the end still samples a frame at the end (exit 1, no error)",
 }
 
 TRACEBACK = "Traceback (most recent call last)"
