@@ -408,7 +408,8 @@ def detect_image(detector: Detector, rgb: np.ndarray, max_side: int = DEFAULT_MA
     Boxes and landmarks are mapped back to the pixels of ``rgb``.
 
     Returns:
-        :class:`Faces` sorted by box area, largest first.
+        :class:`Faces` sorted by box area, largest first, with ``data["pose"]``: ``(n, 3)``
+        yaw, pitch, roll in degrees (:mod:`facekit.pose`).
     """
     import cv2
 
@@ -429,4 +430,8 @@ def detect_image(detector: Detector, rgb: np.ndarray, max_side: int = DEFAULT_MA
         area = (faces.xyxy[:, 2] - faces.xyxy[:, 0]) * (faces.xyxy[:, 3] - faces.xyxy[:, 1])
         faces = faces[np.argsort(-area, kind="stable")]
     faces.metadata.update(detector=detector.name, width=w, height=h)
+    if len(faces):
+        from .pose import face_poses
+
+        faces.data["pose"] = face_poses(faces, w, h)
     return faces

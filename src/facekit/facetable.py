@@ -11,6 +11,8 @@ x, y, w, h      box in original pixels
 landmarks       10 floats: the five standard points (x0, y0, ... x4, y4)
 det_score       detector score
 face_size       shorter side of the box, pixels
+yaw, pitch,     head pose in degrees from the landmarks (:mod:`facekit.pose`); null when
+roll            unknown (tables written before facekit had it)
 time            seconds into a video (null for photos)
 digest          SHA-256 of the file's bytes
 emb_<model>     L2-normalised float32 embedding of each recogniser
@@ -58,6 +60,7 @@ def face_rows(result: ImageResult, with_embeddings: bool = True) -> list[dict[st
             "landmarks": result.faces.landmarks[i].reshape(-1).astype(np.float32),
             "det_score": float(result.faces.confidence[i]),
             "face_size": float(result.faces.size[i]),
+            **pose_columns(result.faces, i),
             "time": result.time,
             "digest": result.digest,
         }
@@ -66,6 +69,16 @@ def face_rows(result: ImageResult, with_embeddings: bool = True) -> list[dict[st
                 row[f"emb_{model}"] = vec[i]
         rows.append(row)
     return rows
+
+
+def pose_columns(faces: Faces, i: int) -> dict[str, float | None]:
+    """``{"yaw", "pitch", "roll"}`` of face ``i`` in degrees, rounded to 0.1 (``None`` when
+    unknown: no pose stored, or none found)."""
+    pose = faces.data.get("pose")
+    if pose is None or len(pose) <= i or not np.all(np.isfinite(pose[i])):
+        return {"yaw": None, "pitch": None, "roll": None}
+    y, p, r = (round(float(v), 1) for v in pose[i])
+    return {"yaw": y, "pitch": p, "roll": r}
 
 
 def record_for(result: ImageResult, with_embeddings: bool = True) -> dict[str, Any]:
@@ -78,6 +91,9 @@ def record_for(result: ImageResult, with_embeddings: bool = True) -> dict[str, A
             "landmarks": np.round(row["landmarks"].reshape(5, 2), 1).tolist(),
             "det_score": row["det_score"],
             "face_size": row["face_size"],
+            "yaw": row["yaw"],
+            "pitch": row["pitch"],
+            "roll": row["roll"],
         }
         if with_embeddings:
             face["embeddings"] = {
@@ -133,8 +149,14 @@ class FaceTable:
         if not len(f):
             return Faces.empty()
         xyxy = np.stack([f.x, f.y, f.x + f.w, f.y + f.h], 1)
+        data = {}
+        if all(c in f.columns for c in ("yaw", "pitch", "roll")):
+            data["pose"] = f[["yaw", "pitch", "roll"]].to_numpy(np.float32)
         return Faces(
-            xyxy, f.det_score.to_numpy(), np.stack(f.landmarks.to_numpy()).reshape(-1, 5, 2)
+            xyxy,
+            f.det_score.to_numpy(),
+            np.stack(f.landmarks.to_numpy()).reshape(-1, 5, 2),
+            data,
         )
 
     def rows_for(self, source: str) -> Any:
@@ -212,6 +234,9 @@ def _columns(rows: Sequence[dict[str, Any]]) -> list[str]:
         "landmarks",
         "det_score",
         "face_size",
+        "yaw",
+        "pitch",
+        "roll",
         "time",
         "digest",
     ]

@@ -242,6 +242,7 @@ def build_index(
     engine: Any = None,
     max_strangers: float | None = None,
     discard_encrypted: bool = False,
+    max_yaw: float | None = None,
 ) -> BuildReport:
     """Build or update the database at ``db_path`` from ``people_dir``.
 
@@ -271,6 +272,9 @@ def build_index(
             the existing database's rate, else
             :func:`~facekit.calibration.default_max_strangers`). The threshold is re-calibrated
             on the whole gallery at every build.
+        max_yaw: skip gallery photos whose face is turned further than this many degrees
+            from frontal (:mod:`facekit.pose`); stored, and ``None`` keeps the database's
+            setting. It applies to photos embedded from then on (``rebuild`` applies it to all).
 
     Returns:
         a :class:`BuildReport`.
@@ -316,6 +320,8 @@ def build_index(
         build_meta = dict(old.manifest.get("build", {})) if old is not None else {}
         if recursive is None:
             recursive = bool(build_meta.get("recursive", False))
+        if max_yaw is None and isinstance(build_meta.get("max_yaw"), (int, float)):
+            max_yaw = float(build_meta["max_yaw"])
         if storage is None:
             storage = (
                 old.manifest["models"][old.models[0]].get("storage", "float32")
@@ -333,7 +339,7 @@ def build_index(
         plan = _scan(people_dir, recursive, old, compatible and not rebuild, compatible, report)
         _check_removals(plan, old, db_path, people_dir, allow_mass_removal, report)
         new_rows, new_vecs, file_rows = _embed(
-            plan, config, workers, progress, on_result, wrap, report, engine
+            plan, config, workers, progress, on_result, wrap, report, engine, max_yaw
         )
         faces, vectors = _assemble(
             plan, old, compatible, config, new_rows, new_vecs, report, rebuild
@@ -354,6 +360,7 @@ def build_index(
             and not rebuild
             and max_strangers in (None, old.calibration.max_strangers)
             and _unchanged(old, report, plan, persons, weight_map, storage, encrypt, recursive)
+            and old.manifest.get("build", {}).get("max_yaw") == max_yaw
         ):
             # nothing to write: no new generation, no re-indexing, no re-calibration
             report.calibration = old.calibration
@@ -371,6 +378,8 @@ def build_index(
         extra = carried_manifest(old.manifest) if old is not None else {}
         extra["people_dir"] = str(people_dir.resolve())
         extra["build"] = {**build_meta, "recursive": bool(recursive)}
+        if max_yaw is not None:
+            extra["build"]["max_yaw"] = float(max_yaw)
         report.calibration = Database.commit(
             db_path,
             faces=faces,
@@ -616,7 +625,9 @@ def _embed(
     wrap: Wrap | None,
     report: BuildReport,
     engine: Any = None,
+    max_yaw: float | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, list[np.ndarray]], list[dict[str, Any]]]:
+    from .facetable import pose_columns
     from .pipeline import run_paths
 
     new_rows: list[dict[str, Any]] = []
@@ -661,6 +672,12 @@ def _embed(
         if nfaces > 1:
             report.several_faces.append((p, nfaces))
         i = dominant_face(result)
+        pose = pose_columns(result.faces, i)
+        if max_yaw is not None and pose["yaw"] is not None and abs(pose["yaw"]) > max_yaw:
+            report.skipped.append(
+                (p, f"its face is turned {pose['yaw']:.0f} degrees, beyond --max-yaw {max_yaw:g}")
+            )
+            continue
         x, y, w, h = (float(v) for v in result.faces.xywh[i])
         new_rows.append(
             {
@@ -678,6 +695,7 @@ def _embed(
                 "det_score": float(result.faces.confidence[i]),
                 "face_size": float(result.faces.size[i]),
                 "others": nfaces - 1,
+                **pose,
             }
         )
         for m in config.models:
@@ -727,7 +745,7 @@ def _assemble(
                     vec_parts[m].append(re.vectors[m])
             report.enrolled_kept = report.enrolled_reembedded = len(re.kept)
     if new_rows:
-        parts.append(pd.DataFrame(new_rows, columns=FACE_COLUMNS))
+        parts.append(pd.DataFrame(new_rows, columns=[*FACE_COLUMNS, "yaw", "pitch", "roll"]))
         for m in config.models:
             vec_parts[m].append(np.stack(new_vecs[m]).astype(np.float32))
     faces = concat_faces(parts)

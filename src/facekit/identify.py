@@ -57,10 +57,12 @@ class Candidate:
 
 @dataclass(frozen=True)
 class FaceMatch:
-    """Identification of one face: ``identity`` (``None`` = unknown) and ranked candidates."""
+    """Identification of one face: ``identity`` (``None`` = unknown) and ranked candidates;
+    ``skipped`` says why a face was not matched at all (e.g. turned beyond ``max_yaw``)."""
 
     identity: Candidate | None
     candidates: tuple[Candidate, ...]
+    skipped: str | None = None
 
 
 @dataclass
@@ -75,6 +77,8 @@ class PhotoMatches:
         return [m.identity for m in self.matches if m.identity is not None]
 
     def to_record(self) -> dict[str, Any]:
+        from .facetable import pose_columns
+
         r = self.result
         faces = []
         for i, m in enumerate(self.matches):
@@ -82,15 +86,17 @@ class PhotoMatches:
             ident = None
             if m.identity is not None:
                 ident = m.identity.to_record()
-            faces.append(
-                {
-                    "face": i,
-                    "box": [x, y, w, h],
-                    "det_score": round(float(r.faces.confidence[i]), 3),
-                    "identity": ident,
-                    "candidates": [c.to_record() for c in m.candidates],
-                }
-            )
+            face: dict[str, Any] = {
+                "face": i,
+                "box": [x, y, w, h],
+                "det_score": round(float(r.faces.confidence[i]), 3),
+                **pose_columns(r.faces, i),
+                "identity": ident,
+                "candidates": [c.to_record() for c in m.candidates],
+            }
+            if m.skipped:
+                face["skipped"] = m.skipped
+            faces.append(face)
         rec: dict[str, Any] = {
             "source": r.source,
             "width": r.width,
@@ -105,6 +111,8 @@ class PhotoMatches:
 
     def rows(self) -> list[dict[str, Any]]:
         """Flat rows (one per face) for tables and CSV."""
+        from .facetable import pose_columns
+
         out = []
         if self.result.error:
             return [{"source": self.result.source, "face": None, "error": self.result.error}]
@@ -124,6 +132,8 @@ class PhotoMatches:
                     "distances": ", ".join(f"{k}={v:.3f}" for k, v in best.distances.items())
                     if best
                     else None,
+                    **pose_columns(self.result.faces, i),
+                    "skipped": m.skipped,
                 }
             )
         if not self.matches:
@@ -141,6 +151,9 @@ class Identifier:
             threshold, i.e. 50).
         max_strangers: share of strangers that may be named (default: the rate the database
             was built for); moves the threshold (confidence 50) accordingly.
+        max_yaw: faces turned further than this many degrees from frontal (head yaw from
+            the landmarks, :mod:`facekit.pose`) are not matched: :attr:`FaceMatch.skipped`
+            says so (``None``: match every face).
 
     Example:
         >>> ident = Identifier(Database.open("faces.db"))
@@ -155,8 +168,10 @@ class Identifier:
         min_confidence: float | None = None,
         neighbours: int = 50,
         max_strangers: float | None = None,
+        max_yaw: float | None = None,
     ):
         self.db = db
+        self.max_yaw = max_yaw
         self.top_k = max(1, top_k)
         self.calibration = (
             db.calibration if max_strangers is None else db.calibration.for_rate(max_strangers)
@@ -233,7 +248,22 @@ class Identifier:
         """Identify every face of a pipeline result."""
         if result.error or len(result.faces) == 0:
             return PhotoMatches(result, [])
-        return PhotoMatches(result, self.match(result.embeddings))
+        from .pose import yaw_within
+
+        ok = yaw_within(result.faces, self.max_yaw)
+        if ok.all():
+            return PhotoMatches(result, self.match(result.embeddings))
+        matched = iter(self.match(result.embeddings[np.flatnonzero(ok)]) if ok.any() else [])
+        yaw = result.faces.data["pose"][:, 0]
+        return PhotoMatches(
+            result,
+            [
+                next(matched)
+                if keep
+                else FaceMatch(None, (), f"yaw {yaw[i]:.0f} beyond --max-yaw {self.max_yaw:g}")
+                for i, keep in enumerate(ok)
+            ],
+        )
 
 
 def identify_paths(

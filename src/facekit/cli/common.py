@@ -114,6 +114,16 @@ MaxStrangersOpt = Annotated[
         help="Share of photos of people not in the database that may be named, e.g. 0.01 (default: the rate the database was built for; see docs/accuracy.md).",
     ),
 ]
+MaxYawOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--max-yaw",
+        min=0,
+        max=180,
+        metavar="DEG",
+        help="Do not use faces turned further than this from frontal (head yaw estimated from the landmarks, e.g. 45; see docs/pose.md): identify reports them as skipped, embed leaves them out, build-index skips such gallery photos.",
+    ),
+]
 QuietOpt = Annotated[
     bool, typer.Option("--quiet", "-q", help="No progress bar, summary or warnings on stderr.")
 ]

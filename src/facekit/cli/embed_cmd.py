@@ -14,6 +14,7 @@ from .common import (
     EngineOpt,
     FormatOpt,
     MaxSideOpt,
+    MaxYawOpt,
     ModelsOpt,
     OfflineOpt,
     QuietOpt,
@@ -62,6 +63,7 @@ def embed_cmd(
     min_face: Annotated[
         int, typer.Option("--min-face", min=0, help="Ignore faces smaller than this many pixels.")
     ] = 0,
+    max_yaw: MaxYawOpt = None,
     flip: Annotated[
         bool | None,
         typer.Option(
@@ -81,8 +83,8 @@ def embed_cmd(
     """Detect and embed every face in photos: one row per face.
 
     Writes a Parquet table (source, face index, box \\[x, y, w, h] in original pixels,
-    landmarks, detector score, face size, one embedding column per model and the models'
-    fingerprints). Unchanged files (same SHA-256) are skipped when re-running onto the same
+    landmarks, detector score, face size, head pose yaw/pitch/roll in degrees, one embedding
+    column per model and the models' fingerprints). Unchanged files (same SHA-256) are skipped when re-running onto the same
     output.
 
     Example:
@@ -123,6 +125,7 @@ def embed_cmd(
                     progress=bars,
                     stdin=sys.stdin,
                     engine=eng,
+                    max_yaw=max_yaw,
                 )
         finally:
             bars.close()

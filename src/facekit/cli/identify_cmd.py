@@ -15,6 +15,7 @@ from .common import (
     DownloadBars,
     FormatOpt,
     MaxStrangersOpt,
+    MaxYawOpt,
     MinConfidenceOpt,
     OfflineOpt,
     QuietOpt,
@@ -42,6 +43,10 @@ COLUMNS = [
     "nearest",
     "nearest_confidence",
     "distances",
+    "yaw",
+    "pitch",
+    "roll",
+    "skipped",
     "error",
 ]
 #: The terminal table: what fits in 80 columns (CSV and JSON keep every field).
@@ -74,6 +79,8 @@ def table_rows(pm: Any) -> list[dict[str, Any]]:
             )
         else:
             note = f"nearest: {best.person} ({best.confidence:.0f})" if best else ""
+            if m.skipped:
+                note = m.skipped
             out.append({"source": r.source, "face": i, "person": "unknown", "note": note})
     return out
 
@@ -90,6 +97,7 @@ def identify_cmd(
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Candidates per face.")] = 5,
     min_confidence: MinConfidenceOpt = None,
     max_strangers: MaxStrangersOpt = None,
+    max_yaw: MaxYawOpt = None,
     models: Annotated[
         str | None,
         typer.Option(
@@ -165,7 +173,11 @@ def identify_cmd(
             check_output_dir(annotate, "--annotate")
             targets = annotation_targets(files, annotate, overwrite=overwrite)
         ident = Identifier(
-            database, top_k=top_k, min_confidence=min_confidence, max_strangers=max_strangers
+            database,
+            top_k=top_k,
+            min_confidence=min_confidence,
+            max_strangers=max_strangers,
+            max_yaw=max_yaw,
         )
         renderer = Renderer(
             resolve_format(fmt), columns=COLUMNS, table_columns=TABLE_COLUMNS, title="faces"

@@ -15,6 +15,7 @@ from .common import (
     DownloadBars,
     EngineOpt,
     FormatOpt,
+    MaxYawOpt,
     ModelsOpt,
     OfflineOpt,
     QuietOpt,
@@ -121,6 +122,7 @@ def build_index_cmd(
             help="Share of photos of people not in the database that may be named (stored; default 0.01, 0.02 for dlib alone, or the database's current rate). The threshold is set for this rate at the gallery's size.",
         ),
     ] = None,
+    max_yaw: MaxYawOpt = None,
     fmt: FormatOpt = None,
     workers: WorkersOpt = None,
     engine: EngineOpt = "local",
@@ -168,6 +170,11 @@ def build_index_cmd(
             raise UsageError(
                 "--from-embeddings uses the table's models and detector; leave out "
                 "--models, --weights, --detector and --upsample"
+            )
+        if from_embeddings is not None and max_yaw is not None:
+            raise UsageError(
+                "--max-yaw is not available with --from-embeddings: use embed --max-yaw to "
+                "make the table"
             )
         if discard_encrypted and not rebuild:
             raise typer.BadParameter("--discard-encrypted needs --rebuild")
@@ -217,6 +224,7 @@ def build_index_cmd(
                         wrap=lambda stream, total: track(stream, total, "embedding gallery", quiet),
                         engine=eng,
                         discard_encrypted=discard_encrypted,
+                        max_yaw=max_yaw,
                     )
         finally:
             bars.close()

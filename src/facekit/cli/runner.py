@@ -108,7 +108,7 @@ class Summary:
 
 
 #: The terminal table of ``embed``: what fits in 80 columns (CSV and JSON keep every field).
-EMBED_TABLE_COLUMNS = ["source", "face", "box", "det_score", "size", "note"]
+EMBED_TABLE_COLUMNS = ["source", "face", "box", "det_score", "size", "yaw", "note"]
 #: CSV columns before the embeddings; ``error`` is set (and ``face`` empty) for unreadable
 #: files, ``face`` is empty and ``error`` blank for files without a face.
 EMBED_CSV_COLUMNS = [
@@ -121,6 +121,9 @@ EMBED_CSV_COLUMNS = [
     "landmarks",
     "det_score",
     "face_size",
+    "yaw",
+    "pitch",
+    "roll",
     "time",
     "digest",
     "error",
@@ -145,8 +148,11 @@ def embed_table_rows(result: Any) -> list[dict[str, Any]]:
         return [{"source": result.source, "face": "ERROR", "note": msg}]
     if len(result.faces) == 0:
         return [{"source": result.source, "face": "-", "note": "no face found"}]
+    from ..facetable import pose_columns
+
     rows = []
     for i, (x, y, w, h) in enumerate(result.faces.xywh.tolist()):
+        yaw = pose_columns(result.faces, i)["yaw"]
         rows.append(
             {
                 "source": result.source,
@@ -154,6 +160,7 @@ def embed_table_rows(result: Any) -> list[dict[str, Any]]:
                 "box": f"{x:.0f},{y:.0f},{w:.0f},{h:.0f}",
                 "det_score": float(result.faces.confidence[i]),
                 "size": f"{float(result.faces.size[i]):.0f}",
+                "yaw": None if yaw is None else f"{yaw:.0f}",
             }
         )
     return rows
@@ -185,17 +192,22 @@ def embed_inputs(
     progress: Any,
     stdin: IO[str] | None,
     engine: Any = None,
+    max_yaw: float | None = None,
 ) -> Summary:
-    """Run ``facekit embed``: returns the summary; writes table / sidecars / stdout records."""
+    """Run ``facekit embed``: returns the summary; writes table / sidecars / stdout records.
+
+    Faces turned more than ``max_yaw`` degrees (:mod:`facekit.pose`) are left out.
+    """
     from ..facetable import FaceTable, record_for, write_atomic
     from ..pipeline import embed_incremental
+    from ..pose import drop_beyond_yaw
 
     files = expand_inputs(paths, stdin)
     check_embed_outputs(output, sidecar, files)
     previous = None
     if output is not None and output.exists() and not force:
         previous = FaceTable.read(output)
-        want = _models_meta(config)
+        want = _models_meta(config, max_yaw)
         if {k: previous.models.get(k) for k in want} != want:
             warn_line(f"{output}: written with other models or detector; re-embedding everything")
             previous = None
@@ -215,6 +227,11 @@ def embed_inputs(
         config, files, previous, force=force, workers=workers, progress=progress, engine=engine
     )
     for result, reused in track(stream, len(files), "embedding", quiet, unit="files"):
+        result, dropped = drop_beyond_yaw(result, max_yaw)
+        if dropped:
+            summary.extra["faces beyond --max-yaw left out"] = (
+                summary.extra.get("faces beyond --max-yaw left out", 0) + dropped
+            )
         summary.add(result, reused)
         if result.error:
             file_error(result.error)
@@ -235,7 +252,7 @@ def embed_inputs(
     if renderer is not None:
         renderer.close()
     if output is not None:
-        table = FaceTable.from_results(results, _models_meta(config))
+        table = FaceTable.from_results(results, _models_meta(config, max_yaw))
         if previous is not None:
             old_sources = set(previous.files) - set(table.files)
             keep = FaceTable(
@@ -248,7 +265,7 @@ def embed_inputs(
     return summary
 
 
-def _models_meta(config: Any) -> dict[str, str]:
+def _models_meta(config: Any, max_yaw: float | None = None) -> dict[str, str]:
     from ..embed import embedder_fingerprint
     from ..models.runtime import fingerprint
 
@@ -256,6 +273,8 @@ def _models_meta(config: Any) -> dict[str, str]:
     meta["detector"] = (
         f"{config.detector}:{fingerprint(config.detector)}:up{config.upsample}:max{config.max_side}"
     )
+    if max_yaw is not None:  # a table filtered by pose is not reused by a run without it
+        meta["detector"] += f":yaw{max_yaw:g}"
     return meta
 
 
