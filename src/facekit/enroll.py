@@ -31,8 +31,10 @@ from .types import Embeddings, Faces
 __all__ = [
     "CROP_FACE_SIDE",
     "EnrollFace",
+    "EnrollGroup",
     "EnrollReport",
     "enroll_faces",
+    "enroll_groups",
     "face_crop",
     "reembed_enrolled",
 ]
@@ -188,28 +190,85 @@ def enroll_faces(
         UsageError: the embeddings come from other models than the database's.
         DatabaseError / LockedError / KeyRequiredError: as :meth:`Database.open` / ``lock``.
     """
-    import pandas as pd
+    (report,) = enroll_groups(
+        db_path, [EnrollGroup(person, name, embeddings, list(faces), dict(extra or {}))], key=key
+    )
+    return report
 
+
+@dataclass
+class EnrollGroup:
+    """Faces to enrol under one person (see :func:`enroll_groups`)."""
+
+    person: str
+    name: str | None
+    embeddings: Embeddings
+    faces: list[EnrollFace]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def enroll_groups(
+    db_path: str | os.PathLike[str],
+    groups: Sequence[EnrollGroup],
+    *,
+    key: str | None = None,
+    config: Any = None,
+) -> list[EnrollReport]:
+    """Enrol several people's faces as **one** new database generation (atomic, locked).
+
+    Same rules as :func:`enroll_faces` for each group. With ``config`` (a
+    :class:`~facekit.pipeline.PipelineConfig`) a missing database is created with its
+    models and detector; without it the database must exist.
+
+    Returns:
+        one :class:`EnrollReport` per group, in order.
+    """
     from .database import KEY_ENV, Database, Person
 
-    if len(embeddings) != len(faces):
-        raise UsageError(f"internal: {len(embeddings)} embeddings for {len(faces)} faces")
-    report = EnrollReport(person)
+    for g in groups:
+        if len(g.embeddings) != len(g.faces):
+            raise UsageError(f"internal: {len(g.embeddings)} embeddings for {len(g.faces)} faces")
+    reports = [EnrollReport(g.person) for g in groups]
     with Database.lock(db_path):
-        db = Database.open(db_path, key=key)
-        models = db.models
-        missing = [m for m in models if m not in embeddings.vectors]
-        if missing:
-            raise UsageError(f"embeddings lack the database's models: {', '.join(missing)}")
-        for m in models:
-            fp = embeddings.fingerprints.get(m)
-            want = db.manifest["models"][m].get("fingerprint")
-            if fp and want and fp != want:
-                raise UsageError(
-                    f"embeddings of {m} come from other weights ({fp}) than the database ({want})"
-                )
-        old = db.faces
-        people_dir = db.manifest.get("people_dir")
+        if config is not None and not Database.exists(db_path):
+            from .gallery import check_db_path, pipeline_manifest
+
+            check_db_path(Path(db_path))
+            models = list(config.models)
+            pipeline, fingerprints = pipeline_manifest(config)
+            weights = config.weights or tuple(1.0 for _ in models)
+            weight_map = {m: w / float(sum(weights)) for m, w in zip(models, weights)}
+            old = concat_faces([])
+            old_vectors = {
+                m: np.zeros((0, _dim(g.embeddings for g in groups)[m]), np.float32) for m in models
+            }
+            old_persons: dict[str, Person] = {}
+            manifest_extra: dict[str, Any] = {}
+            storage, encrypt, files = "float32", False, None
+            people_dir = None
+        else:
+            db = Database.open(db_path, key=key)
+            models = db.models
+            pipeline = db.manifest["pipeline"]
+            fingerprints = {m: db.manifest["models"][m]["fingerprint"] for m in models}
+            weight_map = db.calibration.weights
+            old, old_vectors, old_persons = db.faces, db.vectors, dict(db.persons)
+            manifest_extra = carried_manifest(db.manifest)
+            storage = db.manifest["models"][models[0]].get("storage", "float32")
+            encrypt, files = bool(db.manifest.get("encrypted")), db.files
+            people_dir = db.manifest.get("people_dir")
+        for g in groups:
+            missing = [m for m in models if m not in g.embeddings.vectors]
+            if missing and len(g.faces):
+                raise UsageError(f"embeddings lack the database's models: {', '.join(missing)}")
+            for m in models:
+                fp = g.embeddings.fingerprints.get(m)
+                want = fingerprints.get(m)
+                if fp and want and fp != want:
+                    raise UsageError(
+                        f"embeddings of {m} come from other weights ({fp}) than the database "
+                        f"({want})"
+                    )
         stored: dict[str, list[tuple[str, tuple[float, float, float, float]]]] = {}
         if len(old):
             origins = old["origin"] if "origin" in old.columns else ["folder"] * len(old)
@@ -219,76 +278,102 @@ def enroll_faces(
                 stored.setdefault(_abs_source(str(src), people_dir, str(org)), []).append(
                     (str(p), (x, y, w, h))
                 )
-        take: list[int] = []
-        for i, f in enumerate(faces):
-            src = _abs_source(f.source, None, "enrolled")
-            dup = next((p for p, b in stored.get(src, []) if iou(b, f.box) >= SAME_FACE_IOU), None)
-            label = f"{f.source} [{', '.join(f'{v:.0f}' for v in f.box)}]"
-            if dup is not None:
-                why = "already enrolled" if dup == person else f"already stored as {dup}"
-                report.skipped.append((label, why + "; not added again"))
+        persons = dict(old_persons)
+        parts = [old]
+        vec_parts: dict[str, list[np.ndarray]] = {m: [old_vectors[m]] for m in models}
+        changed = False
+        for g, report in zip(groups, reports):
+            take: list[int] = []
+            for i, f in enumerate(g.faces):
+                src = _abs_source(f.source, None, "enrolled")
+                dup = next(
+                    (p for p, b in stored.get(src, []) if iou(b, f.box) >= SAME_FACE_IOU), None
+                )
+                label = f"{f.source} [{', '.join(f'{v:.0f}' for v in f.box)}]"
+                if dup is not None:
+                    why = "already enrolled" if dup == g.person else f"already stored as {dup}"
+                    report.skipped.append((label, why + "; not added again"))
+                    continue
+                stored.setdefault(src, []).append((g.person, f.box))
+                take.append(i)
+            old_person = persons.get(g.person)
+            new_name = g.name if g.name is not None else (old_person.name if old_person else None)
+            new_extra = {**(old_person.extra if old_person else {}), **g.extra}
+            if take or old_person is not None:
+                persons[g.person] = Person(g.person, new_name, new_extra)
+            changed = (
+                changed
+                or bool(take)
+                or (
+                    old_person is not None
+                    and (new_name != old_person.name or new_extra != old_person.extra)
+                )
+            )
+            if not take:
                 continue
-            stored.setdefault(src, []).append((person, f.box))
-            take.append(i)
-        old_person = db.persons.get(person)
-        new_name = name if name is not None else (old_person.name if old_person else None)
-        new_extra = {**(old_person.extra if old_person else {}), **dict(extra or {})}
-        person_changed = old_person is None or (
-            new_name != old_person.name or new_extra != old_person.extra
-        )
-        if not take and not person_changed:
-            return report
-        sel = [faces[i] for i in take]
-        rows = pd.DataFrame(
-            {
-                "face_id": np.zeros(len(sel), np.int64),
-                "person": [person] * len(sel),
-                "source": [_abs_source(f.source, None, "enrolled") for f in sel],
-                "digest": [f.digest for f in sel],
-                "size": np.full(len(sel), -1, np.int64),
-                "mtime_ns": np.full(len(sel), -1, np.int64),
-                "origin": ["enrolled"] * len(sel),
-                "x": [f.box[0] for f in sel],
-                "y": [f.box[1] for f in sel],
-                "w": [f.box[2] for f in sel],
-                "h": [f.box[3] for f in sel],
-                "det_score": np.full(len(sel), np.nan),
-                "face_size": [min(f.box[2], f.box[3]) for f in sel],
-                "others": np.zeros(len(sel), np.int64),
-                "crop": [f.crop for f in sel],
-                "crop_box": [None if f.crop_box is None else list(f.crop_box) for f in sel],
-                "crop_landmarks": [
-                    None
-                    if f.crop_landmarks is None
-                    else np.asarray(f.crop_landmarks, np.float32).reshape(-1).tolist()
-                    for f in sel
-                ],
-            }
-        )
-        faces_df = concat_faces([old, rows])
-        idx = np.asarray(take, np.int64)
-        vectors = {
-            m: np.concatenate([db.vectors[m], np.asarray(embeddings.vectors[m], np.float32)[idx]])
-            for m in models
-        }
-        persons = dict(db.persons)
-        persons[person] = Person(person, new_name, new_extra)
+            sel = [g.faces[i] for i in take]
+            parts.append(_enrolled_rows(g.person, sel))
+            idx = np.asarray(take, np.int64)
+            for m in models:
+                vec_parts[m].append(np.asarray(g.embeddings.vectors[m], np.float32)[idx])
+            report.added = len(take)
+        if not changed:
+            return reports
         Database.commit(
             db_path,
-            faces=faces_df,
-            vectors=vectors,
+            faces=concat_faces(parts),
+            vectors={m: np.concatenate(vec_parts[m]) for m in models},
             persons=persons,
-            pipeline=db.manifest["pipeline"],
-            fingerprints={m: db.manifest["models"][m]["fingerprint"] for m in models},
-            weights=db.calibration.weights,
-            storage=db.manifest["models"][models[0]].get("storage", "float32"),
-            encrypt=bool(db.manifest.get("encrypted")),
+            pipeline=pipeline,
+            fingerprints=fingerprints,
+            weights=weight_map,
+            storage=storage,
+            encrypt=encrypt,
             key=key or os.environ.get(KEY_ENV),
-            extra_manifest=carried_manifest(db.manifest),
-            files_table=db.files,
+            extra_manifest=manifest_extra,
+            files_table=files,
         )
-        report.added = len(take)
-    return report
+    return reports
+
+
+def _dim(embeddings: Any) -> dict[str, int]:
+    dims: dict[str, int] = {}
+    for e in embeddings:
+        for m, v in e.vectors.items():
+            if np.ndim(v) == 2:
+                dims.setdefault(m, int(np.shape(v)[1]))
+    return dims
+
+
+def _enrolled_rows(person: str, sel: Sequence[EnrollFace]) -> Any:
+    import pandas as pd
+
+    return pd.DataFrame(
+        {
+            "face_id": np.zeros(len(sel), np.int64),
+            "person": [person] * len(sel),
+            "source": [_abs_source(f.source, None, "enrolled") for f in sel],
+            "digest": [f.digest for f in sel],
+            "size": np.full(len(sel), -1, np.int64),
+            "mtime_ns": np.full(len(sel), -1, np.int64),
+            "origin": ["enrolled"] * len(sel),
+            "x": [f.box[0] for f in sel],
+            "y": [f.box[1] for f in sel],
+            "w": [f.box[2] for f in sel],
+            "h": [f.box[3] for f in sel],
+            "det_score": np.full(len(sel), np.nan),
+            "face_size": [min(f.box[2], f.box[3]) for f in sel],
+            "others": np.zeros(len(sel), np.int64),
+            "crop": [f.crop for f in sel],
+            "crop_box": [None if f.crop_box is None else list(f.crop_box) for f in sel],
+            "crop_landmarks": [
+                None
+                if f.crop_landmarks is None
+                else np.asarray(f.crop_landmarks, np.float32).reshape(-1).tolist()
+                for f in sel
+            ],
+        }
+    )
 
 
 #: Manifest keys written by build-index that other writers must carry forward.

@@ -349,7 +349,6 @@ def build_index(
         import pandas as pd
 
         from .enroll import carried_manifest
-        from .models.runtime import fingerprint
 
         weights = config.weights or tuple(1.0 for _ in config.models)
         total = float(sum(weights))
@@ -376,6 +375,7 @@ def build_index(
             max_strangers=max_strangers,
         )
         extra = carried_manifest(old.manifest) if old is not None else {}
+        pipeline, fingerprints = pipeline_manifest(config)
         extra["people_dir"] = str(people_dir.resolve())
         extra["build"] = {**build_meta, "recursive": bool(recursive)}
         if max_yaw is not None:
@@ -385,14 +385,8 @@ def build_index(
             faces=faces,
             vectors=vectors,
             persons=persons,
-            pipeline={
-                "detector": config.detector,
-                "max_side": config.max_side,
-                "upsample": config.upsample,
-                "flip": config.flip,
-                "detector_fingerprint": fingerprint(config.detector),
-            },
-            fingerprints={m: _embedder_fingerprint(m, config) for m in config.models},
+            pipeline=pipeline,
+            fingerprints=fingerprints,
             weights=weight_map,
             storage=storage,
             encrypt=encrypt,
@@ -791,6 +785,21 @@ def _persons(
             name = prev.name if prev is not None else None
         persons[pid] = Person(pid, name, info)
     return persons
+
+
+def pipeline_manifest(config: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    """The manifest's ``pipeline`` settings and per-model fingerprints for ``config`` (what
+    a new database built with it records)."""
+    from .models.runtime import fingerprint
+
+    pipeline = {
+        "detector": config.detector,
+        "max_side": config.max_side,
+        "upsample": config.upsample,
+        "flip": config.flip,
+        "detector_fingerprint": fingerprint(config.detector),
+    }
+    return pipeline, {m: _embedder_fingerprint(m, config) for m in config.models}
 
 
 def _embedder_fingerprint(model: str, config: Any) -> str:

@@ -12,6 +12,7 @@ from .index_cmd import build_index_cmd
 from .models_cmd import models_app
 from .score_cmd import score_cmd
 from .video_cmd import video_cmd
+from .xmp_cmd import import_xmp_cmd
 
 app = typer.Typer(
     name="facekit",
@@ -31,6 +32,7 @@ app.command("identify")(identify_cmd)
 app.command("video")(video_cmd)
 app.command("cluster")(cluster_cmd)
 app.command("enroll")(enroll_cmd)
+app.command("import-xmp")(import_xmp_cmd)
 app.command("score")(score_cmd)
 app.command("embed")(embed_cmd)
 app.add_typer(models_app, name="models")

@@ -122,6 +122,37 @@ def identify_cmd(
             "--overwrite", help="Replace annotated copies already in the --annotate folder."
         ),
     ] = False,
+    write_xmp: Annotated[
+        bool,
+        typer.Option(
+            "--write-xmp",
+            help="Write the faces as MWG face regions with the names found, into a sidecar "
+            "(photo.jpg.xmp, or an existing photo.xmp) that photo managers read; the photo is "
+            "not touched. Re-runs replace facekit's regions; other tags are kept.",
+        ),
+    ] = False,
+    in_place: Annotated[
+        bool,
+        typer.Option(
+            "--in-place",
+            help="With --write-xmp: write into the photo's own XMP instead (JPEG and PNG).",
+        ),
+    ] = False,
+    xmp_unknown: Annotated[
+        str,
+        typer.Option(
+            "--xmp-unknown",
+            metavar="unnamed|skip",
+            help="With --write-xmp: write unknown faces as unnamed regions, or skip them.",
+        ),
+    ] = "unnamed",
+    xmp_mp: Annotated[
+        bool,
+        typer.Option(
+            "--xmp-mp",
+            help="With --write-xmp: also write Microsoft Photo regions (Windows Photo Gallery).",
+        ),
+    ] = False,
     fmt: FormatOpt = None,
     workers: WorkersOpt = None,
     offline: OfflineOpt = False,
@@ -141,8 +172,11 @@ def identify_cmd(
 
         facekit identify ./album --annotate ./annotated
 
+        facekit identify ./album --write-xmp   # names as XMP face regions (docs/xmp.md)
+
     Exit codes: 0 at least one known person found; 1 none found; 2 usage error (e.g.
-    --annotate files already there); 3 some files unreadable; 4 model error; 5 database error
+    --annotate files already there); 3 some files unreadable, or their XMP could not be
+    written; 4 model error; 5 database error
     (missing, tampered, wrong key); 74 an output cannot be written; 143 terminated.
     """
     setup_logging(verbose, quiet)
@@ -152,6 +186,10 @@ def identify_cmd(
         from ..models.registry import parse_model_list
         from ..pipeline import run_paths
 
+        if (in_place or xmp_mp or xmp_unknown != "unnamed") and not write_xmp:
+            raise UsageError("--in-place, --xmp-unknown and --xmp-mp need --write-xmp")
+        if xmp_unknown not in ("unnamed", "skip"):
+            raise typer.BadParameter("--xmp-unknown must be unnamed or skip")
         database = Database.open(db or default_db())
         if models is not None and parse_model_list(models, kind="recognizer") != database.models:
             raise UsageError(
@@ -183,6 +221,7 @@ def identify_cmd(
             resolve_format(fmt), columns=COLUMNS, table_columns=TABLE_COLUMNS, title="faces"
         )
         found = errors = 0
+        xmp_files = xmp_regions = 0
         bars = DownloadBars(quiet)
         try:
             stream = run_paths(config, files, workers=workers, progress=bars)
@@ -199,11 +238,26 @@ def identify_cmd(
                     from ..annotate import annotate_photo
 
                     annotate_photo(result.source, pm, targets[result.source])
+                if write_xmp and not result.error:
+                    from ..errors import FacekitError
+                    from ..xmp_import import write_matches
+
+                    try:
+                        wrote = write_matches(pm, in_place=in_place, unknown=xmp_unknown, mp=xmp_mp)
+                    except FacekitError as exc:
+                        errors += 1
+                        file_error(str(exc))
+                        wrote = None
+                    if wrote is not None and wrote.written:
+                        xmp_files += 1
+                        xmp_regions += wrote.written
         finally:
             bars.close()
         renderer.close()
         if not quiet:
+            xmp = f", XMP: {xmp_regions} regions in {xmp_files} files" if write_xmp else ""
             stderr().print(
-                f"done: {len(files)} files, {found} known faces, {errors} errors", highlight=False
+                f"done: {len(files)} files, {found} known faces, {errors} errors{xmp}",
+                highlight=False,
             )
         raise typer.Exit(3 if errors else (0 if found else 1))
