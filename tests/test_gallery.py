@@ -414,6 +414,53 @@ def test_build_from_embeddings_matches_a_photo_build(base, tmp_path, fr_examples
     assert r.exit_code == 2 and "table's models" in r.output
 
 
+def test_from_embeddings_never_replaces_an_encrypted_database_without_its_key(
+    tmp_path, fr_examples, monkeypatch
+):
+    """`--from-embeddings` has the encryption rules of a photo build (issue 15): without
+    the key, or with a wrong one, an encrypted database is neither replaced nor decrypted,
+    --rebuild included; only --rebuild --discard-encrypted replaces it, and says so."""
+    from facekit.errors import KeyRequiredError
+    from facekit.gallery_table import build_from_embeddings
+
+    people = _people(fr_examples, tmp_path / "people")
+    table = tmp_path / "faces.parquet"
+    r = runner.invoke(app, ["embed", str(people), "-o", str(table), "-q", "-j", "1"])
+    assert r.exit_code == 0, r.output
+    db = tmp_path / "db"
+    monkeypatch.setenv("FACEKIT_KEY", "owner's key")
+    build_from_embeddings(table, db, encrypt=True)
+    gen = Database.open(db).generation
+    for env, kw in [
+        (None, {}),
+        (None, {"rebuild": True}),
+        ("wrong", {"rebuild": True}),
+        ("wrong", {"rebuild": True, "encrypt": True}),
+        (None, {"rebuild": True, "encrypt": False}),
+    ]:
+        if env is None:
+            monkeypatch.delenv("FACEKIT_KEY")
+        else:
+            monkeypatch.setenv("FACEKIT_KEY", env)
+        with pytest.raises(KeyRequiredError):
+            build_from_embeddings(table, db, **kw)
+        monkeypatch.setenv("FACEKIT_KEY", "owner's key")
+        d = Database.open(db)
+        assert d.generation == gen and d.manifest["encrypted"] and d.n_faces == 9, kw
+    # the CLI: --discard-encrypted without --rebuild is a usage error; with it, replaced
+    monkeypatch.delenv("FACEKIT_KEY")
+    args = ["build-index", "--from-embeddings", str(table), "-d", str(db), "-j", "1"]
+    r = runner.invoke(app, [*args, "--discard-encrypted"])
+    assert r.exit_code == 2, r.output
+    r = runner.invoke(app, [*args, "--rebuild"])
+    assert r.exit_code == 5 and "FACEKIT_KEY" in r.output, r.output
+    r = runner.invoke(app, [*args, "--rebuild", "--discard-encrypted"])
+    assert r.exit_code == 0, r.output
+    assert "encrypted database discarded" in r.output
+    d = Database.open(db)
+    assert not d.manifest["encrypted"] and d.n_faces == 9
+
+
 def test_database_enroll_api_is_idempotent(base, tmp_path, lfw):
     _, db, _ = _copy(base, tmp_path)
     photo = lfw / "Bill_Clinton" / "Bill_Clinton_0001.jpg"

@@ -591,9 +591,22 @@ class Database:
         if path.exists() and not path.is_dir():
             raise DatabaseError(f"{path}: is a file, not a database folder")
         cur, why = _read_current(path)
-        if cur is not None:
+        for attempt in range(3):
+            if cur is None:
+                break
             gen, sha, mac = cur
-            return cls._open_generation(path, gen, key, sha=sha, current_mac=mac)
+            try:
+                return cls._open_generation(path, gen, key, sha=sha, current_mac=mac)
+            except KeyRequiredError:
+                raise
+            except DatabaseError:
+                # Two commits between reading CURRENT and opening its files remove the
+                # generation it named: open the one CURRENT names now. A damaged generation
+                # that is still live is an error as before.
+                again, _ = _read_current(path)
+                if attempt == 2 or again is None or again == cur:
+                    raise
+                cur = again
         gens = _generations(path)
         if not gens:
             if why == "missing":

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError, OutputError, os_error_line
+from .pathtext import path_text
 from .types import Embeddings, Faces, ImageResult
 
 __all__ = ["FaceTable", "face_rows", "record_for", "write_atomic"]
@@ -51,7 +52,7 @@ def face_rows(result: ImageResult, with_embeddings: bool = True) -> list[dict[st
     xywh = result.faces.xywh
     for i in range(len(result.faces)):
         row: dict[str, Any] = {
-            "source": result.source,
+            "source": path_text(result.source),
             "face": i,
             "x": float(xywh[i, 0]),
             "y": float(xywh[i, 1]),
@@ -160,7 +161,7 @@ class FaceTable:
         )
 
     def rows_for(self, source: str) -> Any:
-        return self.frame[self.frame.source == source]
+        return self.frame[self.frame.source == path_text(source)]
 
     @classmethod
     def from_results(
@@ -172,7 +173,11 @@ class FaceTable:
         files: dict[str, dict[str, Any]] = {}
         for r in results:
             rows.extend(face_rows(r))
-            files[r.source] = {"digest": r.digest, "faces": len(r.faces), "error": r.error}
+            files[path_text(r.source)] = {
+                "digest": r.digest,
+                "faces": len(r.faces),
+                "error": None if r.error is None else path_text(r.error),
+            }
         frame = pd.DataFrame(rows, columns=_columns(rows))
         return cls(frame, files, dict(models or {}))
 
@@ -292,7 +297,7 @@ def current_umask() -> int:
 
 def result_from_rows(table: FaceTable, source: str) -> ImageResult:
     """Rebuild the :class:`ImageResult` of ``source`` from a stored table (for skipped files)."""
-    info = table.files.get(source, {})
+    info = table.files.get(path_text(source), {})
     sub = FaceTable(table.rows_for(source).sort_values("face"), {}, table.models)
     emb = sub.embeddings() if len(sub.frame) else Embeddings({})
     return ImageResult(

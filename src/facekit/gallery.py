@@ -162,6 +162,56 @@ def _open_existing(db_path: Path, key: str | None) -> Database | None:
     return Database.open(db_path, key=key)
 
 
+def open_for_build(
+    db_path: Path,
+    key: str | None,
+    *,
+    rebuild: bool,
+    discard_encrypted: bool,
+    report: BuildReport,
+    source: str | os.PathLike[str],
+) -> Database | None:
+    """The database a build starts from (``None``: a new one), opened the same way by
+    ``build-index`` and ``build-index --from-embeddings``. The caller holds the lock.
+
+    An encrypted database needs its key, checked before any work, unless
+    ``discard_encrypted`` (with ``rebuild``) replaces it. An unreadable one is replaced only
+    with ``rebuild``. What a replacement loses is listed in ``report.enrolled_lost``.
+
+    Raises:
+        KeyRequiredError: encrypted, and the key is missing or wrong (without
+            ``rebuild`` + ``discard_encrypted``).
+        DatabaseError: unreadable, without ``rebuild``.
+    """
+    if not discard_encrypted:
+        Database.check_owner_key(db_path, key)
+    try:
+        return _open_existing(db_path, key)
+    except KeyRequiredError as exc:
+        if not (rebuild and discard_encrypted):
+            raise
+        log.warning("%s; replacing it (--discard-encrypted)", exc)
+        report.enrolled_lost.append((str(db_path), "encrypted database discarded"))
+    except DatabaseError as exc:
+        if not rebuild:
+            raise
+        # --rebuild is the recovery path: start afresh, but say what could not be kept
+        log.warning("%s; rebuilding from %s", exc, source)
+        report.enrolled_lost.append((str(db_path), f"old database unreadable ({exc})"))
+    return None
+
+
+def default_encrypt(
+    old: Database | None, db_path: Path, key: str | None, discard_encrypted: bool
+) -> bool:
+    """Keep the database's encryption when ``--encrypt/--no-encrypt`` is not given, also
+    when it could not be read (never a silent downgrade to plaintext)."""
+    if old is not None:
+        return bool(old.manifest.get("encrypted"))
+    has_key = bool(key or os.environ.get("FACEKIT_KEY"))
+    return Database.is_encrypted(db_path) and (has_key or not discard_encrypted)
+
+
 def stored_settings(
     db_path: str | os.PathLike[str], *, key: str | None = None
 ) -> dict[str, Any] | None:
@@ -293,22 +343,14 @@ def build_index(
     check_db_path(db_path)
     report = BuildReport(str(db_path))
     with Database.lock(db_path):
-        old: Database | None = None
-        if not discard_encrypted:  # an encrypted database needs its key, before any work
-            Database.check_owner_key(db_path, key)
-        try:
-            old = _open_existing(db_path, key)
-        except KeyRequiredError as exc:
-            if not (rebuild and discard_encrypted):
-                raise
-            log.warning("%s; replacing it (--discard-encrypted)", exc)
-            report.enrolled_lost.append((str(db_path), "encrypted database discarded"))
-        except DatabaseError as exc:
-            if not rebuild:
-                raise
-            # --rebuild is the recovery path: start afresh, but say what could not be kept
-            log.warning("%s; rebuilding from %s", exc, people_dir)
-            report.enrolled_lost.append((str(db_path), f"old database unreadable ({exc})"))
+        old = open_for_build(
+            db_path,
+            key,
+            rebuild=rebuild,
+            discard_encrypted=discard_encrypted,
+            report=report,
+            source=people_dir,
+        )
         changes = [] if old is None else _setting_changes(config, old)
         if changes and not rebuild:
             raise UsageError(
@@ -329,12 +371,7 @@ def build_index(
                 else "float32"
             )
         if encrypt is None:  # keep the database's setting (also when it could not be read)
-            has_key = bool(key or os.environ.get("FACEKIT_KEY"))
-            encrypt = (
-                bool(old.manifest.get("encrypted"))
-                if old is not None
-                else Database.is_encrypted(db_path) and (has_key or not discard_encrypted)
-            )
+            encrypt = default_encrypt(old, db_path, key, discard_encrypted)
         meta = read_people_meta(people_dir)
         plan = _scan(people_dir, recursive, old, compatible and not rebuild, compatible, report)
         _check_removals(plan, old, db_path, people_dir, allow_mass_removal, report)
@@ -412,7 +449,9 @@ def _unchanged(
     recursive: bool,
 ) -> bool:
     """True when a run would write the same database again (so it writes nothing)."""
-    if report.added or report.updated or report.removed or report.kept_unreadable:
+    # (photos kept unreadable keep their stored rows: alone they change nothing, so a cron
+    # run over a photo that stays unreadable does not write a generation each time)
+    if report.added or report.updated or report.removed:
         return False
     if plan.todo or plan.protected_people:
         return False
@@ -466,6 +505,7 @@ def _scan(
     report: BuildReport,
 ) -> _Plan:
     from .imageio import file_digest
+    from .pathtext import path_text
     from .walk import scan_people
 
     scan = scan_people(people_dir, recursive=recursive)
@@ -494,7 +534,7 @@ def _scan(
     present: set[str] = set()
     for person, paths in scan.people.items():
         for p in paths:
-            rel = os.path.relpath(p, people_dir)
+            rel = path_text(os.path.relpath(p, people_dir))  # as stored: valid UTF-8 text
             present.add(rel)
             prev = old_files.get(rel)
             try:
@@ -510,6 +550,11 @@ def _scan(
                     except InputError as exc:
                         _keep_unreadable(plan, prev, rel, person, str(exc), report)
                         continue
+                if same and (unread := _unreadable(p)) is not None:
+                    # present and unchanged, but it cannot be opened now (a permission
+                    # change): its stored faces stay; a later run re-checks it
+                    _keep_unreadable(plan, prev, rel, person, f"{p}: {unread}", report)
+                    continue
                 if same:
                     plan.keep_sources.add(rel)
                     report.unchanged += 1
@@ -546,6 +591,17 @@ def _scan(
     report.removed = len(plan.removed_sources)
     report.to_embed = len(plan.todo)
     return plan
+
+
+def _unreadable(path: str) -> str | None:
+    """Why ``path`` cannot be opened for reading now, else ``None`` (one open(), no read:
+    an unchanged photo's size and time come from stat(), which needs no read permission)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO: no wait
+    except OSError as exc:
+        return _problem(exc)
+    os.close(fd)
+    return None
 
 
 def _person_of(rel: str) -> str:

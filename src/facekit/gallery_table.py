@@ -22,14 +22,15 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DatabaseError, InputError, KeyRequiredError, UsageError
+from .errors import InputError, UsageError
 from .gallery import (
     BuildReport,
     _check_removals,
-    _open_existing,
     _persons,
     _Plan,
     check_db_path,
+    default_encrypt,
+    open_for_build,
 )
 
 __all__ = ["build_from_embeddings"]
@@ -72,6 +73,7 @@ def build_from_embeddings(
     key: str | None = None,
     rebuild: bool = False,
     allow_mass_removal: bool = False,
+    discard_encrypted: bool = False,
     batch_rows: int = BATCH_ROWS,
 ) -> BuildReport:
     """Build or update the database at ``db_path`` from an embed table.
@@ -80,8 +82,10 @@ def build_from_embeddings(
         table_path: Parquet written by ``facekit embed -o``.
         db_path: database folder (created if missing).
         people_dir: where ``people.json`` / ``people.csv`` are read from (optional).
-        storage, encrypt, key, rebuild, allow_mass_removal: as for
-            :func:`facekit.gallery.build_index` (``None`` keeps the database's setting).
+        storage, encrypt, key, rebuild, allow_mass_removal, discard_encrypted: as for
+            :func:`facekit.gallery.build_index` (``None`` keeps the database's setting; an
+            encrypted database is never replaced or decrypted without its key unless
+            ``rebuild`` and ``discard_encrypted``).
         batch_rows: rows per streamed batch.
 
     Returns:
@@ -92,6 +96,8 @@ def build_from_embeddings(
         InputError: not a facekit face table, or a bad people.json / people.csv.
         UsageError: the table's models or detector differ from the database's (without
             ``rebuild``), or a mass removal without ``allow_mass_removal``.
+        KeyRequiredError: the database is encrypted and the key is missing or wrong.
+        DatabaseError: the database cannot be read (without ``rebuild``).
     """
     import pandas as pd
     import pyarrow.compute as pc
@@ -136,14 +142,14 @@ def build_from_embeddings(
     detector = pipeline["detector"]
     report = BuildReport(str(db_path))
     with Database.lock(db_path):
-        old = None
-        try:
-            old = _open_existing(db_path, key)
-        except KeyRequiredError:
-            raise
-        except DatabaseError:
-            if not rebuild:
-                raise
+        old = open_for_build(
+            db_path,
+            key,
+            rebuild=rebuild,
+            discard_encrypted=discard_encrypted,
+            report=report,
+            source=table_path,
+        )
         models = list(table_models)
         changes: list[str] = []
         if old is not None:
@@ -176,8 +182,8 @@ def build_from_embeddings(
                 if old is not None
                 else "float32"
             )
-        if encrypt is None:
-            encrypt = bool(old.manifest.get("encrypted")) if old is not None else False
+        if encrypt is None:  # keep the database's setting (also when it could not be read)
+            encrypt = default_encrypt(old, db_path, key, discard_encrypted)
         elif old is not None and encrypt != bool(old.manifest.get("encrypted")) and not rebuild:
             raise UsageError(f"{db_path}: changing encryption needs --rebuild")
         people_meta = read_people_meta(Path(people_dir)) if people_dir is not None else {}
@@ -406,6 +412,7 @@ def build_from_embeddings(
             key=key,
             files_table=files_table,
             extra_manifest=extra,
+            discard_encrypted=discard_encrypted,
         )
         if videos:
             report.skipped.append((str(table_path), f"{videos} video faces (not gallery photos)"))

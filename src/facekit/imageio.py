@@ -64,6 +64,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError, features
 
 from .errors import InputError
+from .pathtext import existing_path
 
 __all__ = [
     "HEIF_EXTENSIONS",
@@ -236,7 +237,7 @@ def load_image(path: str | os.PathLike[str], *, max_pixels: int = MAX_PIXELS) ->
     """
     if isinstance(path, (bytes, bytearray, memoryview)):
         raise TypeError("load_image() takes a path; use load_image_bytes() for image data")
-    name = os.fspath(path)
+    name = existing_path(os.fspath(path))  # also a non-UTF-8 name read back from a report
     try:
         st = os.stat(name)
         if stat.S_ISDIR(st.st_mode):
@@ -470,7 +471,7 @@ def file_digest(path: str | os.PathLike[str]) -> str:
         >>> file_digest("photos/alice.jpg")  # doctest: +SKIP
         '9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08'
     """
-    name = os.fspath(path)
+    name = existing_path(os.fspath(path))
     h = hashlib.sha256()
     buf = bytearray(_CHUNK)
     view = memoryview(buf)

@@ -319,11 +319,12 @@ def embed_incremental(
     """
     from .facetable import result_from_rows
     from .imageio import file_digest
+    from .pathtext import path_text
 
     reuse: dict[str, str] = {}
     if previous is not None and not force:
         for p in paths:
-            old = previous.files.get(p)
+            old = previous.files.get(path_text(p))  # the table holds paths as text
             if not old or old.get("error") or not old.get("digest"):
                 continue
             try:

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable, Sequence
 from enum import Enum
 from typing import IO, Any
 
+from .pathtext import path_text
+
 __all__ = ["Format", "Renderer", "to_jsonable", "render_rows", "short_paths"]
 
 
@@ -29,11 +31,17 @@ class Format(str, Enum):
 
 
 def to_jsonable(obj: Any) -> Any:
-    """Convert numpy scalars/arrays, tuples and NaN into plain JSON values (NaN -> null)."""
+    """Convert numpy scalars/arrays, tuples and NaN into plain JSON values (NaN -> null).
+
+    Strings holding file names that are not UTF-8 get their bad bytes written as ``\\xNN``
+    (:func:`facekit.pathtext.path_text`), so every output stays valid UTF-8.
+    """
     import numpy as np  # lazily: `facekit --help` must not pay for numpy
 
+    if isinstance(obj, str):
+        return path_text(obj)
     if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
+        return {path_text(str(k)): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [to_jsonable(v) for v in obj]
     if isinstance(obj, np.ndarray):
@@ -58,7 +66,7 @@ def _cell(value: Any) -> str:
         if isinstance(value, (list, dict)):
             return json.dumps(value, separators=(",", ":"))
         return _cell(value)
-    return str(value)
+    return path_text(str(value))
 
 
 class Renderer:

@@ -850,7 +850,9 @@ def write_detections(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str
 
     import pandas as pd
 
-    df = pd.DataFrame(list(rows), columns=DETECTION_COLUMNS)
+    from .pathtext import text_records
+
+    df = pd.DataFrame(text_records(rows), columns=DETECTION_COLUMNS)
     for col in ("person", "name", "track", "source"):
         df[col] = df[col].astype("string")
     df["frame"] = df["frame"].astype("Int64")

@@ -12,6 +12,10 @@ can say what is expected instead of enrolling nothing, or the wrong thing, witho
   only when asked (``recursive=True``), otherwise they are listed as skipped;
 * **unreadable folders** (permission, I/O error): listed as errors, so that the faces
   stored for them are kept rather than treated as deleted.
+
+Names that are not valid UTF-8 are enrolled like any other: the person id is the folder
+name's text form (:func:`facekit.pathtext.path_text`, bad bytes as ``\\xNN``); photo paths
+stay as the OS gave them, so they open.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .pathtext import path_text
 
 __all__ = ["PeopleScan", "iter_people", "scan_people", "image_extensions"]
 
@@ -41,7 +47,8 @@ class PeopleScan:
     Attributes:
         root: the folder scanned.
         people: ``person id -> photo paths`` (sorted), for every person folder, also empty
-            ones (a person whose folder is present but empty keeps no faces).
+            ones (a person whose folder is present but empty keeps no faces). The id is the
+            folder name as text (:func:`facekit.pathtext.path_text`).
         unreadable: ``person id -> one-line error`` for person folders (or nested folders)
             that could not be listed; their stored faces must be kept.
         top_level_photos: photos directly in ``root`` (not enrolled).
@@ -127,10 +134,6 @@ def _walk_person(
     for e in entries:
         if e.name.startswith("."):
             continue
-        if not _utf8(e.name):
-            if _is_dir(e) or _is_photo(e.name):
-                other.append((_shown(e.path), _NOT_UTF8))
-            continue
         if _is_dir(e):
             subdirs.append(e.path)
         elif _is_photo(e.name):
@@ -163,23 +166,6 @@ def _holds_photos(folder: str, depth: int = 3) -> bool:
     return False
 
 
-def _utf8(name: str) -> bool:
-    """False for a name holding bytes that are not UTF-8 (surrogate escapes from the OS)."""
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _shown(path: str) -> str:
-    """``path`` with non-UTF-8 bytes written as ``\\xNN``, safe to print and to store."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
-
-
-_NOT_UTF8 = "name is not valid UTF-8; rename it to enrol it"
-
-
 def _unsupported(name: str) -> str | None:
     from .imageio import unsupported_reason
 
@@ -205,17 +191,14 @@ def scan_people(people_dir: str | os.PathLike[str], *, recursive: bool = False) 
     for e in entries:
         if e.name.startswith("."):
             continue
-        if not _utf8(e.name):
-            if _is_dir(e):
-                scan.unreadable[_shown(e.name)] = f"{_shown(e.path)}: folder {_NOT_UTF8}"
-            continue
         if _is_dir(e):
             photos, nested, errors, other = _walk_person(e.path, recursive)
-            scan.people[e.name] = photos
+            pid = path_text(e.name)  # a name that is not UTF-8 is stored as its text form
+            scan.people[pid] = photos
             if errors:
-                scan.unreadable[e.name] = errors[0]
+                scan.unreadable[pid] = errors[0]
             if nested:
-                scan.nested[e.name] = nested
+                scan.nested[pid] = nested
             scan.other_files.extend(other)
         elif _is_photo(e.name) or _unsupported(e.name) is not None:
             scan.top_level_photos.append(e.path)

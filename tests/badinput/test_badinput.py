@@ -45,10 +45,7 @@ from typer.testing import CliRunner
 from facekit.cli import app
 
 #: case id -> "<owner helper>: <open defect>" (see the module docstring).
-XFAIL: dict[str, str] = {
-    "image/non-utf8-name": "cli: traceback UnicodeEncodeError: 'utf-8' codec can't encode character '\\udce9' in position 82: surrogates not all",
-    "image/build-enrolled-photo-unreadable": "build: unreadable photo/person folder silently treated as removed (exit 0, faces dropped)",
-}
+XFAIL: dict[str, str] = {}
 
 TRACEBACK = "Traceback (most recent call last)"
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")

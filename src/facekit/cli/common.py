@@ -209,7 +209,9 @@ def file_error(message: str) -> None:
 
 
 def _one_line(message: str) -> str:
-    return " ".join(str(message).split())
+    from ..pathtext import path_text
+
+    return path_text(" ".join(str(message).split()))
 
 
 def _debug() -> bool:

@@ -205,6 +205,7 @@ def build_index_cmd(
                     encrypt=encrypt,
                     rebuild=rebuild,
                     allow_mass_removal=allow_mass_removal,
+                    discard_encrypted=discard_encrypted,
                 )
             else:
                 assert people_dir is not None
@@ -264,7 +265,9 @@ def build_index_cmd(
             stderr().print(
                 f"done: {report.persons} people, {report.faces} faces in {db_path} "
                 f"(photos: {report.added} added, {report.updated} updated, {removed}, "
-                f"{report.unchanged} unchanged, {len(report.no_face)} without a face, "
+                f"{report.unchanged} unchanged, "
+                + (f"{report.kept_unreadable} kept unreadable, " if report.kept_unreadable else "")
+                + f"{len(report.no_face)} without a face, "
                 f"{len(report.skipped)} skipped, {len(report.errors)} errors{enrolled})",
                 highlight=False,
                 markup=False,
