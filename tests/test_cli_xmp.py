@@ -247,3 +247,37 @@ def test_import_without_tags_exits_1(tmp_path, fr_examples):
     r = run("import-xmp", str(photo), "-d", str(tmp_path / "db"))
     assert r.returncode == 1, r.stderr
     assert "0 faces enrolled" in r.stderr and not (tmp_path / "db").exists()
+
+
+def test_import_into_an_encrypted_database(tmp_path, fr_examples, tagged):
+    people = tmp_path / "people"
+    shutil.copytree(fr_examples / "knn_examples" / "train" / "obama", people / "obama")
+    db = tmp_path / "enc.db"
+    env = {**os.environ, "FACEKIT_KEY": "correct horse battery staple"}
+
+    def run_env(*args: str, key: dict) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "facekit", *args],
+            capture_output=True,
+            text=True,
+            env=key,
+            timeout=300,
+        )
+
+    r = run_env("build-index", str(people), "-d", str(db), "--encrypt", "-j", "1", key=env)
+    assert r.returncode == 0, r.stderr
+    no_key = {k: v for k, v in env.items() if k != "FACEKIT_KEY"}
+    r = run_env("import-xmp", str(tagged), "-d", str(db), "-j", "1", key=no_key)
+    assert r.returncode == 5, r.stderr
+    r = run_env("import-xmp", str(tagged), "-d", str(db), "-j", "1", "--format", "json", key=env)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["enrolled"] == 9
+    # the folder person "obama" has no name, so the tag "Barack Obama" became its own person;
+    # the database says those faces are "obama": name mismatches
+    assert {(m["person"], m["db_person"]) for m in rep["mismatches"]} == {("barack-obama", "obama")}
+    r = run_env("db", "info", "-d", str(db), "--format", "json", key=env)
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    info = info[0] if isinstance(info, list) else info
+    assert info["encrypted"] is True and info["persons"] == 6, info

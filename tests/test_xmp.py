@@ -421,3 +421,35 @@ def test_in_place_refuses_other_formats(tmp_path, fr_examples):
     assert not sidecar_paths(photo)[0].exists()
     rep = write_regions(photo, [NewRegion((1, 1, 5, 5), "x")], width=10, height=10)
     assert rep.target.endswith("w.tif.xmp")
+
+
+@needs_exiftool
+def test_reads_heic_regions(tmp_path, fr_examples):
+    pytest.importorskip("pillow_heif", reason="pillow-heif not installed: no HEIC support")
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    photo = tmp_path / "h.heic"
+    Image.open(fr_examples / "obama.jpg").save(photo, quality=80)
+    img = load_image(photo)
+    (face,) = faces_of(photo)
+    area = with_margin(face, img.width, img.height)
+    exiftool(
+        "-overwrite_original",
+        mwg_arg([("Barack Obama", area, "Face")], (img.width, img.height)),
+        photo,
+    )
+    (r,) = read_regions(photo).faces
+    assert r.name == "Barack Obama" and np.allclose(r.box, area, atol=1e-5)
+
+
+def test_nothing_to_write_leaves_files_alone(tmp_path, fr_examples):
+    photo = Path(shutil.copy(fr_examples / "obama.jpg", tmp_path / "n.jpg"))
+    before = sha(photo)
+    rep = write_regions(photo, [NewRegion((10, 10, 50, 50))], width=100, height=100, unknown="skip")
+    assert rep.target == "" and rep.written == 0
+    assert not sidecar_paths(photo)[0].exists() and sha(photo) == before
+    # but facekit's own regions from an earlier run are removed when no face is left
+    write_regions(photo, [NewRegion((10, 10, 50, 50), "A")], width=100, height=100)
+    rep = write_regions(photo, [NewRegion((10, 10, 50, 50))], width=100, height=100, unknown="skip")
+    assert rep.replaced == 1 and read_regions(photo).faces == []

@@ -1048,6 +1048,8 @@ def write_regions(
     root = _parse(base, str(target)) if base and base.strip(b"\x00 \t\r\n") else _skeleton()
     if root.tag != f"{{{XMETA}}}xmpmeta" and root.tag != f"{{{RDF}}}RDF":
         raise InputError(f"{target}: not an XMP packet (root element {root.tag})")
+    if not new and not any(mine for *_, mine in _mwg_regions(root, str(target), [])[0]):
+        return report  # nothing to add and nothing of facekit's to remove: leave files alone
     display = (stored[1], stored[0]) if orientation >= 5 else stored
     replaced = _update_mwg(root, new, display, stored, orientation, report)
     if mp:
