@@ -453,3 +453,12 @@ def test_nothing_to_write_leaves_files_alone(tmp_path, fr_examples):
     write_regions(photo, [NewRegion((10, 10, 50, 50), "A")], width=100, height=100)
     rep = write_regions(photo, [NewRegion((10, 10, 50, 50))], width=100, height=100, unknown="skip")
     assert rep.replaced == 1 and read_regions(photo).faces == []
+
+
+def test_refuses_utf16_packets(tmp_path, fr_examples):
+    photo = Path(shutil.copy(fr_examples / "obama.jpg", tmp_path / "a.jpg"))
+    sidecar_paths(photo)[0].write_bytes(
+        '<!DOCTYPE x [<!ENTITY a "a">]><x:xmpmeta xmlns:x="adobe:ns:meta/"/>'.encode("utf-16")
+    )
+    with pytest.raises(InputError, match="not in UTF-8"):
+        read_regions(photo)

@@ -460,6 +460,8 @@ def _parse(data: bytes, name: str) -> ET.Element:
     if len(data) > MAX_PACKET:
         raise InputError(f"{name}: XMP larger than {MAX_PACKET} bytes; not read")
     data = data.strip(b"\x00 \t\r\n")
+    if b"\x00" in data:  # UTF-16/32: the DTD check below only reads 8-bit text
+        raise InputError(f"{name}: XMP not in UTF-8 (UTF-16/32 packets are not read)")
     if _DTD.search(data):
         raise InputError(f"{name}: XMP with a DTD or entity declaration; refused")
     for prefix, uri in _namespaces(data):
