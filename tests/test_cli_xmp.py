@@ -281,3 +281,39 @@ def test_import_into_an_encrypted_database(tmp_path, fr_examples, tagged):
     info = json.loads(r.stdout)
     info = info[0] if isinstance(info, list) else info
     assert info["encrypted"] is True and info["persons"] == 6, info
+
+
+def test_people_file_maps_names_and_already_stored_faces_are_mismatches(tmp_path, fr_examples):
+    train = fr_examples / "knn_examples" / "train"
+    people = tmp_path / "people"
+    shutil.copytree(train / "obama", people / "obama")
+    db = tmp_path / "faces.db"
+    assert run("build-index", str(people), "-d", str(db), "-j", "1", "-q").returncode == 0
+    # the folder photos themselves get tagged; a mapping file sends "Barack Obama" to potus44
+    for photo in sorted((people / "obama").iterdir()):
+        img = load_image(photo)
+        face = max(faces_of(photo), key=lambda b: b[2] * b[3])
+        tag(photo, [("Barack Obama", with_margin(face, img.width, img.height))], "sidecar")
+    mapping = tmp_path / "map.csv"
+    mapping.write_text("id,name\npotus44,Barack Obama\n")
+    r = run(
+        "import-xmp",
+        str(people),
+        "-d",
+        str(db),
+        "--people",
+        str(mapping),
+        "--format",
+        "json",
+        "-j",
+        "1",
+    )
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    # the faces are stored already (as obama): not added again, each a name mismatch
+    assert rep["enrolled"] == 0 and len(rep["skipped"]) == 2
+    pairs = {(m["person"], m["db_person"], m["confidence"] is None) for m in rep["mismatches"]}
+    assert ("potus44", "obama", True) in pairs and ("potus44", "obama", False) in pairs
+    assert "is already stored as obama (obama)" in r.stderr
+    r = run("import-xmp", str(people), "-d", str(db), "--people", str(tmp_path / "x.txt"))
+    assert r.returncode == 3 and "no such file" in r.stderr

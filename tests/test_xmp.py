@@ -462,3 +462,62 @@ def test_refuses_utf16_packets(tmp_path, fr_examples):
     )
     with pytest.raises(InputError, match="not in UTF-8"):
         read_regions(photo)
+
+
+LIGHTROOM_STYLE = """<x:xmpmeta xmlns:x="adobe:ns:meta/">
+ <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+  <rdf:Description rdf:about=""
+    xmlns:mwg-rs="http://www.metadataworkinggroup.com/schemas/regions/"
+    xmlns:stDim="http://ns.adobe.com/xap/1.0/sType/Dimensions#"
+    xmlns:stArea="http://ns.adobe.com/xmp/sType/Area#"
+    xmlns:dc="http://purl.org/dc/elements/1.1/">
+   <mwg-rs:Regions>
+    <rdf:Description>
+     <mwg-rs:AppliedToDimensions stDim:w="{w}" stDim:h="{h}" stDim:unit="pixel"/>
+     <mwg-rs:RegionList>
+      <rdf:Bag>
+       <rdf:li>
+        <rdf:Description mwg-rs:Name="Joe Biden" mwg-rs:Type="Face">
+         <mwg-rs:Area stArea:x="{x}" stArea:y="{y}" stArea:w="{aw}" stArea:h="{ah}"
+           stArea:unit="normalized"/>
+        </rdf:Description>
+       </rdf:li>
+      </rdf:Bag>
+     </mwg-rs:RegionList>
+    </rdf:Description>
+   </mwg-rs:Regions>
+   <dc:subject><rdf:Bag><rdf:li>family</rdf:li></rdf:Bag></dc:subject>
+  </rdf:Description>
+ </rdf:RDF>
+</x:xmpmeta>"""
+
+
+@needs_exiftool
+def test_compact_rdf_forms_are_read_and_extended(tmp_path, fr_examples):
+    """Lightroom-style RDF (nested rdf:Description, fields as attributes) with an
+    exiftool-readable check: facekit reads it, and adds its region beside the old one."""
+    photo = Path(shutil.copy(fr_examples / "two_people.jpg", tmp_path / "l.jpg"))
+    img = load_image(photo)
+    left, right = sorted(faces_of(photo))
+    x, y, aw, ah = with_margin(left, img.width, img.height)
+    sc = sidecar_paths(photo)[1]  # photo.xmp, Lightroom's name
+    sc.write_text(
+        LIGHTROOM_STYLE.format(w=img.width, h=img.height, x=x + aw / 2, y=y + ah / 2, aw=aw, ah=ah)
+    )
+    (r,) = read_regions(photo).faces
+    assert r.name == "Joe Biden" and np.allclose(r.box, (x, y, aw, ah), atol=1e-6)
+    assert exif_json(sc, "-XMP-mwg-rs:all")["RegionInfo"]["RegionList"][0]["Name"] == "Joe Biden"
+
+    rep = write_regions(
+        photo,
+        [NewRegion(left, "Joe Biden"), NewRegion(right, "Barack Obama")],
+        width=img.width,
+        height=img.height,
+    )
+    assert rep.target == str(sc) and rep.written == 1 and not sidecar_paths(photo)[0].exists()
+    meta = exif_json(sc, "-XMP-mwg-rs:all", "-XMP-dc:Subject")
+    assert [g.get("Name") for g in meta["RegionInfo"]["RegionList"]] == [
+        "Joe Biden",
+        "Barack Obama",
+    ]
+    assert meta["Subject"] in ("family", ["family"])
