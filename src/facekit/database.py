@@ -49,6 +49,7 @@ from . import index as _index
 from .calibration import Calibration, calibrate
 from .crypto import KEY_ENV, zip_read, zip_write
 from .errors import DatabaseError, KeyRequiredError, LockedError
+from .facetable import FOOTER_LIMITS
 from .types import Embeddings
 
 log = logging.getLogger(__name__)
@@ -412,7 +413,7 @@ class Database:
         if blob is None:
             raise self._damaged(f"{name}.parquet", "is missing")
         try:
-            table = pq.read_table(pa.BufferReader(blob))
+            table = pq.read_table(pa.BufferReader(blob), **FOOTER_LIMITS)
         except Exception as exc:
             raise self._damaged(
                 f"{name}.parquet", f"is not a readable table ({_short(exc)})"

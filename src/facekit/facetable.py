@@ -44,6 +44,13 @@ __all__ = ["FaceTable", "face_rows", "record_for", "write_atomic"]
 
 META_FILES = b"facekit.files"
 META_MODELS = b"facekit.models"
+#: pyarrow's footer limits (thrift string / container sizes), raised for every reader: the
+#: ``facekit.files`` metadata of a million-photo table exceeds the 100 MB default. The footer
+#: is read once, so 2 GB is allowed.
+FOOTER_LIMITS: dict[str, int] = {
+    "thrift_string_size_limit": (1 << 31) - 1,
+    "thrift_container_size_limit": (1 << 31) - 1,
+}
 
 
 def face_rows(result: ImageResult, with_embeddings: bool = True) -> list[dict[str, Any]]:
@@ -214,7 +221,7 @@ class FaceTable:
         import pyarrow.parquet as pq
 
         try:
-            table = pq.read_table(path)
+            table = pq.read_table(path, **FOOTER_LIMITS)
         except Exception as exc:
             raise InputError(
                 f"{path}: not a facekit face table ({' '.join(str(exc).split())})"

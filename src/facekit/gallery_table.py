@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError, UsageError
+from .facetable import FOOTER_LIMITS
 from .gallery import (
     BuildReport,
     _check_removals,
@@ -112,13 +113,7 @@ def build_from_embeddings(
     db_path = Path(db_path)
     check_db_path(db_path)
     try:
-        # the facekit.files metadata of a million-photo table exceeds pyarrow's default
-        # footer limits (100 MB); the footer is read once, so allow up to 2 GB
-        pf = pq.ParquetFile(
-            table_path,
-            thrift_string_size_limit=(1 << 31) - 1,
-            thrift_container_size_limit=(1 << 31) - 1,
-        )
+        pf = pq.ParquetFile(table_path, **FOOTER_LIMITS)  # million-photo footers
     except Exception as exc:
         raise InputError(
             f"{table_path}: not a facekit face table ({' '.join(str(exc).split())})"

@@ -332,32 +332,35 @@ def average_linkage(
     if tags is not None:
         np.maximum.at(lock, group, np.asarray(tags, np.int64))
     parent = np.arange(g, dtype=np.int64)
-    ea, eb = group[np.asarray(edges[0], np.int64)], group[np.asarray(edges[1], np.int64)]
-    rounds = 0
-    while len(ea):
-        rounds += 1
+
+    def live(ea: np.ndarray, eb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Canonical, deduplicated candidate pairs of groups with their linkage >= cut."""
         a, b = np.minimum(ea, eb), np.maximum(ea, eb)
         keep = (a != b) & ((lock[a] < 0) | (lock[b] < 0) | (lock[a] == lock[b]))
-        a, b = a[keep], b[keep]
-        if not len(a):
-            break
-        key = np.unique(a * g + b)
+        key = np.unique(a[keep] * g + b[keep])
         a, b = key // g, key % g
         val = offset + _row_dots(sums, a, b) / (size[a] * size[b])
         good = val >= cut
-        a, b, val = a[good], b[good], val[good]
-        if not len(a):
-            break
-        # Best candidate of every group (ties: lowest partner id), both directions.
-        src = np.concatenate([a, b])
-        dst = np.concatenate([b, a])
-        v2 = np.concatenate([val, val])
-        order = np.lexsort((dst, -v2, src))
-        src, dst = src[order], dst[order]
-        first = np.ones(len(src), bool)
-        first[1:] = src[1:] != src[:-1]
-        best = np.full(g, -1, np.int64)
-        best[src[first]] = dst[first]
+        return a[good], b[good], val[good]
+
+    a, b, val = live(group[np.asarray(edges[0], np.int64)], group[np.asarray(edges[1], np.int64)])
+    rounds = 0
+    best_val = np.full(g, -np.inf)
+    best = np.full(g, g, np.int64)
+    while len(a):
+        rounds += 1
+        # Best candidate of every group (ties: lowest partner id), both directions; O(edges)
+        # scatter passes, no sort. Only groups with an edge are read below.
+        best_val[a] = -np.inf
+        best_val[b] = -np.inf
+        np.maximum.at(best_val, a, val)
+        np.maximum.at(best_val, b, val)
+        best[a] = g
+        best[b] = g
+        top_a = val == best_val[a]
+        top_b = val == best_val[b]
+        np.minimum.at(best, a[top_a], b[top_a])
+        np.minimum.at(best, b[top_b], a[top_b])
         mutual = (best[a] == b) & (best[b] == a)
         ma, mb = a[mutual], b[mutual]
         if not len(ma):  # cannot happen with a strict order, but never loop forever
@@ -368,7 +371,18 @@ def average_linkage(
         parent[mb] = ma
         remap = np.arange(g, dtype=np.int64)
         remap[mb] = ma
-        ea, eb = remap[a], remap[b]
+        merged = np.zeros(g, bool)
+        merged[ma] = True
+        merged[mb] = True
+        # Only pairs touching a merged group change: the others keep their linkage (their
+        # sums, sizes and locks are unchanged), so they are neither re-deduplicated nor
+        # recomputed.
+        touched = merged[a] | merged[b]
+        ta, tb, tv = live(remap[a[touched]], remap[b[touched]])
+        still = ~touched
+        a = np.concatenate([a[still], ta])
+        b = np.concatenate([b[still], tb])
+        val = np.concatenate([val[still], tv])
     log.debug("average linkage: %d rounds", rounds)
     # Resolve chains of merges (parent pointers only point to lower-round survivors).
     root = parent.copy()
