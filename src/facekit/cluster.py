@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -335,8 +336,12 @@ def cluster_faces(
         _check_models(embeddings, calibration)
     space = EvidenceSpace.from_calibration(calibration)
     x = space.project(embeddings.vectors) if n else np.zeros((0, 1), np.float32)
+    t0 = time.perf_counter()
     graph = knn_graph(x, space.offset, k=k, backend=backend)
+    log.info("kNN graph of %d faces: %.1f s", n, time.perf_counter() - t0)
+    t0 = time.perf_counter()
     raw = _raw_labels(x, graph, space.offset, thr, method, min_size)
+    log.info("%s on the graph: %.1f s", method, time.perf_counter() - t0)
     result = _result_from_labels(x, space.offset, raw, min_size, method, thr, refs)
     result.models = dict(embeddings.fingerprints)
     result.graph = graph

@@ -124,6 +124,18 @@ def record_for(result: ImageResult, with_embeddings: bool = True) -> dict[str, A
     return rec
 
 
+#: Columns that hold one fixed-length float vector per face (``emb_<model>`` and these).
+VECTOR_COLUMNS = ("landmarks",)
+
+
+#: Rows per Arrow batch when a lean read (:meth:`FaceTable.read`) decodes a vector column.
+LEAN_BATCH = 16384
+
+
+def _is_vector_column(name: str) -> bool:
+    return name.startswith("emb_") or name in VECTOR_COLUMNS
+
+
 @dataclass
 class FaceTable:
     """Faces with embeddings, plus the list of files they came from.
@@ -132,24 +144,41 @@ class FaceTable:
         frame: pandas DataFrame with the columns documented in this module.
         files: ``source -> {"digest", "faces", "error"}`` for every input file.
         models: ``model -> fingerprint``, plus ``"detector"``.
+        arrays: vector columns held as 2-D arrays instead of per-row cells of ``frame``
+            (``emb_<model>`` ``(n, dim) float32``, ``landmarks`` ``(n, 10) float32``),
+            row-aligned with ``frame``. A lean read (:meth:`read` with ``lean=True``) fills
+            it so that a million faces are not a million small arrays; a column is either
+            here or in ``frame``, never both.
     """
 
     frame: Any
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     models: dict[str, str] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, arr in self.arrays.items():
+            if arr.ndim != 2 or len(arr) != len(self.frame):
+                raise ValueError(
+                    f"column {name}: {arr.shape} does not match {len(self.frame)} rows"
+                )
 
     @property
     def model_ids(self) -> list[str]:
-        return [c[4:] for c in self.frame.columns if c.startswith("emb_")]
+        names = [*self.frame.columns, *(c for c in self.arrays if c not in self.frame.columns)]
+        return [c[4:] for c in names if c.startswith("emb_")]
+
+    def vectors(self, column: str) -> np.ndarray:
+        """``(n, dim) float32`` values of a vector column (``emb_<model>``, ``landmarks``)."""
+        if column in self.arrays:
+            return self.arrays[column]
+        if not len(self.frame):
+            return np.zeros((0, 0), np.float32)
+        return np.stack(self.frame[column].to_numpy()).astype(np.float32, copy=False)
 
     def embeddings(self) -> Embeddings:
-        """All rows' embeddings as an :class:`Embeddings`."""
-        vecs = {
-            m: np.stack(self.frame[f"emb_{m}"].to_numpy()).astype(np.float32)
-            if len(self.frame)
-            else np.zeros((0, 0), np.float32)
-            for m in self.model_ids
-        }
+        """All rows' embeddings as an :class:`Embeddings` (no copy for a lean table)."""
+        vecs = {m: self.vectors(f"emb_{m}") for m in self.model_ids}
         return Embeddings(vecs, {m: self.models.get(m, "") for m in self.model_ids})
 
     def faces(self) -> Faces:
@@ -163,12 +192,34 @@ class FaceTable:
         return Faces(
             xyxy,
             f.det_score.to_numpy(),
-            np.stack(f.landmarks.to_numpy()).reshape(-1, 5, 2),
+            self.vectors("landmarks").reshape(-1, 5, 2),
             data,
         )
 
     def rows_for(self, source: str) -> Any:
         return self.frame[self.frame.source == path_text(source)]
+
+    def take(self, rows: Any) -> FaceTable:
+        """The table of ``rows`` (positions or a boolean mask), renumbered from 0.
+
+        ``files`` and ``models`` are kept as they are.
+        """
+        rows = np.asarray(rows)
+        if rows.dtype == bool:
+            rows = np.flatnonzero(rows)
+        frame = self.frame.iloc[rows].reset_index(drop=True)
+        arrays = {k: v[rows] for k, v in self.arrays.items()}
+        return FaceTable(frame, dict(self.files), dict(self.models), arrays)
+
+    def lean(self) -> FaceTable:
+        """The same table with every vector column held in :attr:`arrays`."""
+        move = [c for c in self.frame.columns if _is_vector_column(c)]
+        if not move:
+            return self
+        arrays = dict(self.arrays)
+        for c in move:
+            arrays[c] = self.vectors(c)
+        return FaceTable(self.frame.drop(columns=move), self.files, self.models, arrays)
 
     @classmethod
     def from_results(
@@ -189,26 +240,51 @@ class FaceTable:
         return cls(frame, files, dict(models or {}))
 
     def merged_with(self, other: FaceTable, replace_sources: Iterable[str]) -> FaceTable:
-        """This table with ``other``'s rows added, dropping rows of ``replace_sources`` first."""
+        """This table with ``other``'s rows added, dropping rows of ``replace_sources`` first.
+
+        The result is lean (vector columns in :attr:`arrays`) when either table is.
+        """
         import pandas as pd
 
         drop = set(replace_sources)
-        keep = self.frame[~self.frame.source.isin(drop)] if len(self.frame) else self.frame
-        frames = [f for f in (keep, other.frame) if len(f)]
-        frame = pd.concat(frames, ignore_index=True) if frames else other.frame
         files = {k: v for k, v in self.files.items() if k not in drop}
         files.update(other.files)
-        return FaceTable(frame, files, {**self.models, **other.models})
+        models = {**self.models, **other.models}
+        mine = self
+        if drop and len(self.frame):
+            mine = self.take(~self.frame.source.isin(drop).to_numpy())
+        if self.arrays or other.arrays:
+            parts = [t.lean() for t in (mine, other) if len(t.frame)]
+            if not parts:
+                return FaceTable(other.frame, files, models, dict(other.arrays))
+            frame = pd.concat([t.frame for t in parts], ignore_index=True)
+            names = {c for t in parts for c in t.arrays}
+            arrays = {}
+            for c in names:
+                if any(c not in t.arrays for t in parts):
+                    raise ValueError(f"column {c} is missing from one of the tables")
+                arrays[c] = np.concatenate([t.arrays[c] for t in parts])
+            return FaceTable(frame, files, models, arrays)
+        frames = [f for f in (mine.frame, other.frame) if len(f)]
+        frame = pd.concat(frames, ignore_index=True) if frames else other.frame
+        return FaceTable(frame, files, models)
 
     def write(self, path: str | os.PathLike[str]) -> None:
         """Write as Parquet, atomically (temp file + rename)."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        frame = self.frame.copy()
-        for c in [c for c in frame.columns if c.startswith("emb_") or c == "landmarks"]:
-            frame[c] = [np.asarray(v, np.float32) for v in frame[c]]
+        frame = self.frame
+        cells = [c for c in frame.columns if _is_vector_column(c)]
+        if cells:
+            frame = frame.copy()
+            for c in cells:
+                frame[c] = [np.asarray(v, np.float32) for v in frame[c]]
         table = pa.Table.from_pandas(frame, preserve_index=False)
+        for name, arr in self.arrays.items():
+            table = table.append_column(name, _list_array(arr))
+        order = _columns([dict.fromkeys(table.column_names)])
+        table = table.select([c for c in order if c in table.column_names])
         meta = dict(table.schema.metadata or {})
         meta[META_FILES] = json.dumps(self.files).encode()
         meta[META_MODELS] = json.dumps(self.models).encode()
@@ -216,23 +292,92 @@ class FaceTable:
         write_atomic(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
 
     @classmethod
-    def read(cls, path: str | os.PathLike[str]) -> FaceTable:
-        """Read a table written by :meth:`write` (``facekit embed -o``)."""
+    def read(cls, path: str | os.PathLike[str], *, lean: bool = False) -> FaceTable:
+        """Read a table written by :meth:`write` (``facekit embed -o``).
+
+        Args:
+            path: the Parquet file.
+            lean: keep the vector columns as 2-D arrays (:attr:`arrays`), read one column
+                and row group at a time, not as a small array per row (``facekit cluster``
+                reads so).
+        """
         import pyarrow.parquet as pq
 
         try:
-            table = pq.read_table(path, **FOOTER_LIMITS)
+            pf = pq.ParquetFile(path, **FOOTER_LIMITS)
+            schema = pf.schema_arrow
+            if "source" not in schema.names:
+                raise InputError(f"{path}: not a facekit face table (no 'source' column)")
+            meta = schema.metadata or {}
+            if lean:
+                frame, arrays = _read_lean(pf)
+            else:
+                frame, arrays = pf.read().to_pandas(), {}
+        except InputError:
+            raise
         except Exception as exc:
             raise InputError(
                 f"{path}: not a facekit face table ({' '.join(str(exc).split())})"
             ) from exc
-        meta = table.schema.metadata or {}
-        frame = table.to_pandas()
-        if "source" not in frame.columns:
-            raise InputError(f"{path}: not a facekit face table (no 'source' column)")
         files = json.loads(meta.get(META_FILES, b"{}"))
         models = json.loads(meta.get(META_MODELS, b"{}"))
-        return cls(frame, files, models)
+        return cls(frame, files, models, arrays)
+
+
+def _list_array(arr: np.ndarray) -> Any:
+    """A ``list<float>`` Arrow column of the rows of a 2-D array (as ``write`` stores them)."""
+    import pyarrow as pa
+
+    n, dim = arr.shape
+    flat = pa.array(np.ascontiguousarray(arr, np.float32).reshape(-1), pa.float32())
+    if n * dim < 2**31:
+        offsets = pa.array(np.arange(0, n * dim + 1, dim, dtype=np.int32))
+        return pa.ListArray.from_arrays(offsets, flat)
+    offsets = pa.array(np.arange(0, n * dim + 1, dim, dtype=np.int64))
+    return pa.LargeListArray.from_arrays(offsets, flat)
+
+
+def _read_lean(pf: Any) -> tuple[Any, dict[str, np.ndarray]]:
+    """Scalar columns as a DataFrame; each vector column read alone, in batches, into one
+    preallocated 2-D array (no per-row objects, no concatenated copies)."""
+    import pyarrow as pa
+
+    schema = pf.schema_arrow
+    vec = [
+        f.name
+        for f in schema
+        if _is_vector_column(f.name)
+        and (
+            pa.types.is_list(f.type)
+            or pa.types.is_large_list(f.type)
+            or pa.types.is_fixed_size_list(f.type)
+        )
+    ]
+    plain = [c for c in schema.names if c not in vec]
+    frame = pf.read(columns=plain).to_pandas()
+    n = len(frame)
+    arrays: dict[str, np.ndarray] = {}
+    for c in vec:
+        out: np.ndarray | None = None
+        row = 0
+        # Batches, not whole row groups: a list column decoded at once costs about four
+        # times its size in levels and builders (600 MB for 300k dlib embeddings).
+        for batch in pf.iter_batches(batch_size=LEAN_BATCH, columns=[c]):
+            col = batch.column(0)
+            m = len(col)
+            if col.null_count:
+                raise ValueError(f"column {c} has empty rows")
+            flat = col.flatten().to_numpy(zero_copy_only=False)
+            if not m:
+                continue
+            if out is None:
+                out = np.empty((n, len(flat) // m), np.float32)
+            if len(flat) != m * out.shape[1]:
+                raise ValueError(f"column {c} has rows of different lengths")
+            out[row : row + m] = flat.reshape(m, -1)
+            row += m
+        arrays[c] = out if out is not None else np.zeros((0, 0), np.float32)
+    return frame, arrays
 
 
 def _columns(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -305,7 +450,10 @@ def current_umask() -> int:
 def result_from_rows(table: FaceTable, source: str) -> ImageResult:
     """Rebuild the :class:`ImageResult` of ``source`` from a stored table (for skipped files)."""
     info = table.files.get(path_text(source), {})
-    sub = FaceTable(table.rows_for(source).sort_values("face"), {}, table.models)
+    f = table.frame
+    rows = np.flatnonzero((f.source == path_text(source)).to_numpy())
+    rows = rows[np.argsort(f["face"].to_numpy()[rows], kind="stable")]
+    sub = table.take(rows)
     emb = sub.embeddings() if len(sub.frame) else Embeddings({})
     return ImageResult(
         source,

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -252,7 +253,9 @@ def knn_graph(
                 progress(hi, n)
         return KnnGraph(ids, ev)
     if index is None:
+        t0 = time.perf_counter()
         index = build_index(x, backend)
+        log.info("%s index of %d faces: %.1f s", backend, n, time.perf_counter() - t0)
     for lo in range(0, n, QUERY_CHUNK):
         hi = min(lo + QUERY_CHUNK, n)
         got, cos = knn_query(index, x[lo:hi], k + 1)
