@@ -10,8 +10,9 @@ A database is a directory::
         manifest.json         format, models + fingerprints, calibration, counts, checksums
         index-<model>.voy     one Voyager index per recogniser (cosine), ids = face ids
         faces.parquet         face id, person, source, digest, box, quality, embeddings
-        persons.parquet       person id, name, extra fields (JSON)
+        persons.parquet       person id, name, extra fields (JSON), when added
         files.parquet         every gallery photo seen by build-index
+        people-edits.json     edits made with `facekit people` that build-index keeps
         data.zip              instead of the tables and indices when encrypted (AES-256)
 
 Every write builds a complete new generation in a temporary folder, fsyncs it, renames it,
@@ -93,15 +94,19 @@ _CURRENT = re.compile(r"(gen-\d{6,}) ([0-9a-f]{64})(?: ([0-9a-f]{64}))?")
 _MEMBER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
 _SHA = re.compile(r"[0-9a-f]{64}")
 _TABLES = ("faces", "persons", "files")
+#: The generation member holding the edits made with ``facekit people``.
+EDITS_MEMBER = "people-edits.json"
 
 
 @dataclass(frozen=True)
 class Person:
-    """A known person: ``id`` (folder name), display ``name`` and extra fields."""
+    """A known person: ``id`` (folder name), display ``name``, extra fields, and when the
+    person was first stored (``added``, ISO 8601 UTC; filled in by :meth:`Database.commit`)."""
 
     id: str
     name: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    added: str | None = None
 
 
 @dataclass(frozen=True)
@@ -183,6 +188,31 @@ def os_error(path: Path, exc: OSError, doing: str) -> DatabaseError:
         why = exc.strerror or _short(exc)
     where = getattr(exc, "filename", None) or path
     return DatabaseError(f"{where}: {why} while {doing}")
+
+
+def _assign_face_uids(faces: Any, previous: Mapping[str, Any]) -> int:
+    """Give faces without a ``face_uid`` the next unused ids (in place); returns the next id.
+
+    Ids are never reused: the manifest keeps the next one (``next_face_uid``). A table from
+    before face ids existed numbers its faces by row, as readers showed them.
+    """
+    n = len(faces)
+    if "face_uid" not in faces.columns:
+        faces["face_uid"] = (
+            np.arange(n, dtype=np.int64) if not previous.get("next_face_uid") else -1
+        )
+    uid = faces["face_uid"].to_numpy(dtype=float, na_value=-1.0)
+    uid = np.where(np.isfinite(uid), uid, -1).astype(np.int64)
+    prev_next = previous.get("next_face_uid")
+    nxt = max(int(prev_next) if isinstance(prev_next, int) else 0, int(uid.max(initial=-1)) + 1)
+    # a face id seen twice (a copied row) keeps it on its first row only
+    _, first = np.unique(uid, return_index=True)
+    dup = np.ones(n, bool)
+    dup[first] = False
+    new = (uid < 0) | dup
+    uid[new] = np.arange(nxt, nxt + int(new.sum()), dtype=np.int64)
+    faces["face_uid"] = uid
+    return int(nxt + int(new.sum()))
 
 
 def _number(gen: str) -> int:
@@ -485,6 +515,38 @@ class Database:
             )
         return self._person_ids
 
+    @property
+    def face_uids(self) -> np.ndarray:
+        """``(n_faces,) int64`` stable id of each face, parallel to :attr:`vectors`.
+
+        Unlike the row position (``face_id``, renumbered by every write), a face keeps its
+        id across generations; ``facekit people`` names faces by it. Databases written
+        before it existed use the row position until their next write.
+        """
+        t = self._table("faces")
+        if "face_uid" in t.column_names and t.num_rows:
+            return np.asarray(t.column("face_uid").to_numpy(zero_copy_only=False), np.int64)
+        return np.arange(t.num_rows, dtype=np.int64)
+
+    @property
+    def people_edits(self) -> dict[str, Any]:
+        """The edits made with ``facekit people`` (``people-edits.json``; empty if none).
+
+        See :mod:`facekit.people` for what it holds and how build-index applies it.
+        """
+        if not self.manifest.get("people_edits"):
+            return {}
+        blob = self._blob(EDITS_MEMBER)
+        if blob is None:
+            raise self._damaged(EDITS_MEMBER, "is missing")
+        try:
+            data = json.loads(blob)
+        except (ValueError, RecursionError):
+            raise self._damaged(EDITS_MEMBER, "is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise self._damaged(EDITS_MEMBER, "is not a JSON object")
+        return data
+
     def faces_of(self, persons: Sequence[str] | np.ndarray) -> np.ndarray:
         """Sorted face ids of ``persons`` (O(their faces), not O(gallery) per call)."""
         if self._groups is None:
@@ -507,10 +569,12 @@ class Database:
             try:
                 for r in self._table("persons").to_pylist():
                     extra = json.loads(r["extra"] or "{}")
+                    added = r.get("added")
                     persons[str(r["person"])] = Person(
                         str(r["person"]),
                         None if r["name"] is None else str(r["name"]),
                         extra if isinstance(extra, dict) else {},
+                        str(added) if added else None,
                     )
             except (ValueError, TypeError) as exc:
                 raise self._damaged("persons.parquet", f"has a bad row ({_short(exc)})") from None
@@ -771,6 +835,7 @@ class Database:
             for t in _TABLES:
                 self._table(t)
             persons = self.persons
+            _ = self.people_edits  # parses (and so checks) people-edits.json
             unknown = set(self.person_ids) - set(persons)
             if unknown:
                 raise self._damaged(
@@ -894,12 +959,18 @@ class Database:
         files_table: Any = None,
         before_replace: Callable[[], None] | None = None,
         discard_encrypted: bool = False,
+        people_edits: Mapping[str, Any] | None = None,
     ) -> Calibration:
         """Write a complete new generation and make it live. The caller holds :meth:`lock`.
 
         An encrypted database is only replaced with the key that opens it, unless
         ``discard_encrypted``. Encrypting a plaintext database removes its plaintext
         generations.
+
+        Faces without a ``face_uid`` (new ones) get the next unused ids; persons without
+        ``added`` get the time of this commit. ``people_edits`` replaces the edits made with
+        ``facekit people``; ``None`` carries the live generation's edits forward, so writers
+        that do not know about them never drop them.
 
         Returns:
             the calibration stored in the new manifest.
@@ -929,6 +1000,13 @@ class Database:
                 raise DatabaseError(f"internal: {m} has {len(vectors[m])} vectors for {n} faces")
         faces = faces.reset_index(drop=True).copy()
         faces["face_id"] = np.arange(n, dtype=np.int64)
+        next_uid = _assign_face_uids(faces, previous)
+        now = _now()
+        persons = {
+            pid: p if p.added else Person(p.id, p.name, p.extra, now) for pid, p in persons.items()
+        }
+        if people_edits is None and previous.get("people_edits") and live_gen:
+            people_edits = cls._carry_edits(path, key, was_encrypted and discard_encrypted)
         if calibration is None:
             # re-calibrate on the whole gallery, for the stranger rate the database states
             cal_prev = previous.get("calibration")
@@ -961,7 +1039,12 @@ class Database:
                 storage=storage,
                 encrypt=encrypt,
                 key=key,
-                extra_manifest=extra_manifest,
+                extra_manifest={
+                    **dict(extra_manifest or {}),
+                    "next_face_uid": next_uid,
+                    **({"people_edits": True} if people_edits else {}),
+                },
+                people_edits=people_edits or None,
                 files_table=files_table
                 if files_table is not None
                 else pd.DataFrame({c: [] for c in FILE_COLUMNS}),
@@ -1005,6 +1088,17 @@ class Database:
             keep.add(live_gen)  # readers may still use it; dropped when it holds plaintext
         cls._cleanup(path, keep=keep)
         return calibration
+
+    @classmethod
+    def _carry_edits(cls, path: Path, key: str | None, discarding: bool) -> dict[str, Any] | None:
+        """The live generation's people edits, for a writer that did not pass them."""
+        if discarding:
+            return None
+        try:
+            return cls.open(path, key=key).people_edits or None
+        except DatabaseError as exc:
+            log.warning("%s: the edits made with facekit people could not be kept (%s)", path, exc)
+            return None
 
     @classmethod
     def check_owner_key(cls, path: str | os.PathLike[str], key: str | None = None) -> None:
@@ -1052,6 +1146,7 @@ class Database:
         extra_manifest: Mapping[str, Any] | None,
         files_table: Any,
         created: str | None,
+        people_edits: Mapping[str, Any] | None = None,
     ) -> crypto.AuthKey | None:
         import pandas as pd
         import pyarrow as pa
@@ -1078,8 +1173,9 @@ class Database:
                 "person": [p.id for p in persons.values()],
                 "name": [p.name for p in persons.values()],
                 "extra": [json.dumps(p.extra, ensure_ascii=False) for p in persons.values()],
+                "added": [p.added for p in persons.values()],
             },
-            columns=["person", "name", "extra"],
+            columns=["person", "name", "extra", "added"],
         )
         blobs: dict[str, bytes] = {}
 
@@ -1092,6 +1188,8 @@ class Database:
         del table
         blobs["persons.parquet"] = parquet(pa.Table.from_pandas(persons_df, preserve_index=False))
         blobs["files.parquet"] = parquet(pa.Table.from_pandas(files_table, preserve_index=False))
+        if people_edits:
+            blobs[EDITS_MEMBER] = json.dumps(people_edits, ensure_ascii=False, indent=1).encode()
         model_info = {}
         for m in models:
             if n:  # an empty gallery has no index (Voyager cannot load an empty one)

@@ -300,7 +300,9 @@ def enroll_groups(
             new_name = g.name if g.name is not None else (old_person.name if old_person else None)
             new_extra = {**(old_person.extra if old_person else {}), **g.extra}
             if take or old_person is not None:
-                persons[g.person] = Person(g.person, new_name, new_extra)
+                persons[g.person] = Person(
+                    g.person, new_name, new_extra, old_person.added if old_person else None
+                )
             changed = (
                 changed
                 or bool(take)

@@ -374,6 +374,15 @@ def build_index(
             encrypt = default_encrypt(old, db_path, key, discard_encrypted)
         meta = read_people_meta(people_dir)
         plan = _scan(people_dir, recursive, old, compatible and not rebuild, compatible, report)
+        # edits made with `facekit people` are applied to every run (facekit.people)
+        edits = old.people_edits if old is not None else {}
+        if edits:
+            from .people import plan_people
+
+            plan.people, skip, skipped = plan_people(edits, plan.people, people_dir)
+            report.skipped.extend(skipped)
+            plan.todo = [t for t in plan.todo if t[0] not in skip]
+            report.to_embed = len(plan.todo)
         _check_removals(plan, old, db_path, people_dir, allow_mass_removal, report)
         new_rows, new_vecs, file_rows = _embed(
             plan, config, workers, progress, on_result, wrap, report, engine, max_yaw
@@ -381,7 +390,20 @@ def build_index(
         faces, vectors = _assemble(
             plan, old, compatible, config, new_rows, new_vecs, report, rebuild
         )
+        if edits:
+            from .people import apply_edits
+
+            applied = apply_edits(faces, edits)
+            if not applied.keep.all():
+                faces = faces[applied.keep].reset_index(drop=True)
+                vectors = {m: v[applied.keep] for m, v in vectors.items()}
+            report.skipped.extend(applied.skipped)
         persons = _persons(plan, faces, meta, old)
+        if edits and old is not None:
+            from .people import pinned_persons
+
+            for warning in pinned_persons(persons, edits, old.persons, meta):
+                log.warning(warning)
         report.people_removed = sorted(set(old.persons) - set(persons)) if old is not None else []
         import pandas as pd
 
@@ -432,6 +454,7 @@ def build_index(
             extra_manifest=extra,
             calibration=calibration,
             discard_encrypted=discard_encrypted,
+            people_edits=edits if old is not None else None,
         )
         report.persons = len(persons)
         report.faces = len(faces)
@@ -839,7 +862,7 @@ def _persons(
         else:
             info = dict(prev.extra) if prev is not None else {}
             name = prev.name if prev is not None else None
-        persons[pid] = Person(pid, name, info)
+        persons[pid] = Person(pid, name, info, prev.added if prev is not None else None)
     return persons
 
 

@@ -16,6 +16,7 @@ stored faces, and mass removals are refused without ``allow_mass_removal``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ __all__ = ["build_from_embeddings"]
 
 #: Rows read per batch from the table.
 BATCH_ROWS = 65_536
+
+log = logging.getLogger(__name__)
 
 
 def _person_of_source(source: str) -> str:
@@ -236,6 +239,26 @@ def build_from_embeddings(
         digests = frame["digest"].fillna("").astype(str).to_numpy()
         # ---- compare with the database
         plan = _Plan(people=sorted(set(persons_col.tolist())), can_keep=compatible)
+        # edits made with `facekit people` apply here as in build-index (facekit.people)
+        edits = old.people_edits if old is not None else {}
+        if edits:
+            from .people import plan_people
+
+            plan.people, _, skipped = plan_people(
+                edits, plan.people, Path(people_dir or table_path)
+            )
+            report.skipped.extend(skipped)
+
+        def persons_for(faces: Any, warn: bool = False) -> dict[str, Any]:
+            persons = _persons(plan, faces, people_meta, old)
+            if edits and old is not None:
+                from .people import pinned_persons
+
+                for warning in pinned_persons(persons, edits, old.persons, people_meta):
+                    if warn:
+                        log.warning(warning)
+            return persons
+
         plan.old_files = {}
         for s, p, d in zip(sources, persons_col, digests, strict=True):
             prev = old_files.get(s)
@@ -289,10 +312,7 @@ def build_from_embeddings(
             and not (report.added or report.updated or report.removed or error_sources)
             and storage == old.manifest["models"][old.models[0]].get("storage", "float32")
             and bool(encrypt) == bool(old.manifest.get("encrypted"))
-            and {
-                p.id: (p.name, p.extra)
-                for p in _persons(plan, old.faces, people_meta, old).values()
-            }
+            and {p.id: (p.name, p.extra) for p in persons_for(old.faces).values()}
             == {p.id: (p.name, p.extra) for p in old.persons.values()}
         ):
             # the table holds what the database holds: write nothing
@@ -356,6 +376,8 @@ def build_from_embeddings(
             vecs[m].append(new_vecs[m])
         del new_vecs
         faces = concat_faces(parts)
+        if old is not None and old.n_faces:
+            _carry_face_ids(faces, old)
         vectors = {
             m: np.concatenate([v for v in vecs[m] if v.size]).astype(np.float32, copy=False)
             if any(v.size for v in vecs[m])
@@ -383,7 +405,15 @@ def build_from_embeddings(
             [counts, pd.DataFrame(file_rows, columns=FILE_COLUMNS), *kept_files],
             ignore_index=True,
         )
-        persons = _persons(plan, faces, people_meta, old)
+        if edits:
+            from .people import apply_edits
+
+            applied = apply_edits(faces, edits)
+            if not applied.keep.all():
+                faces = faces[applied.keep].reset_index(drop=True)
+                vectors = {m: v[applied.keep] for m, v in vectors.items()}
+            report.skipped.extend(applied.skipped)
+        persons = persons_for(faces, warn=True)
         report.people_removed = sorted(set(old.persons) - set(persons)) if old is not None else []
         extra = carried_manifest(old.manifest) if old is not None else {}
         extra["build"] = {
@@ -414,3 +444,21 @@ def build_from_embeddings(
         report.persons = len(persons)
         report.faces = len(faces)
     return report
+
+
+def _carry_face_ids(faces: Any, old: Any) -> None:
+    """Folder faces rebuilt from the table keep the stable id (``face_uid``) they had when
+    their photo (source and digest) is unchanged (in place)."""
+    f = old.faces
+    folder = (f["origin"] == "folder").to_numpy()
+    known = {
+        (str(s), str(d)): int(u)
+        for s, d, u, ok in zip(f["source"], f["digest"], old.face_uids, folder)
+        if ok
+    }
+    uid = faces["face_uid"].to_numpy(dtype=float, na_value=-1.0) if "face_uid" in faces else None
+    out = []
+    for i, (s, d, o) in enumerate(zip(faces["source"], faces["digest"], faces["origin"])):
+        cur = -1 if uid is None or not np.isfinite(uid[i]) else int(uid[i])
+        out.append(known.get((str(s), str(d)), cur) if o == "folder" and cur < 0 else cur)
+    faces["face_uid"] = np.asarray(out, np.int64)

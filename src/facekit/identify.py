@@ -37,6 +37,8 @@ class Candidate:
         confidence: 0-100; 50 at the decision threshold.
         evidence: fused impostor-normalised similarity (larger = more alike).
         distances: model -> cosine distance to the person's closest gallery face.
+        gallery_face: stable id of the person's best-matching gallery face (what
+            ``facekit people move-face`` takes to correct a wrong one).
     """
 
     person: str
@@ -44,6 +46,7 @@ class Candidate:
     confidence: float
     evidence: float
     distances: dict[str, float]
+    gallery_face: int | None = None
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -52,6 +55,7 @@ class Candidate:
             "confidence": round(self.confidence, 2),
             "evidence": round(self.evidence, 3),
             "distances": {m: round(d, 4) for m, d in self.distances.items()},
+            "gallery_face": self.gallery_face,
         }
 
 
@@ -129,6 +133,7 @@ class PhotoMatches:
                     "confidence": round(m.identity.confidence, 1) if m.identity else None,
                     "nearest": best.person if best else None,
                     "nearest_confidence": round(best.confidence, 1) if best else None,
+                    "gallery_face": best.gallery_face if best else None,
                     "distances": ", ".join(f"{k}={v:.3f}" for k, v in best.distances.items())
                     if best
                     else None,
@@ -180,6 +185,7 @@ class Identifier:
         self.neighbours = neighbours
         self.models = db.models
         self._person_of = db.person_ids
+        self._uids = db.face_uids
 
     def check(self, embeddings: Embeddings) -> None:
         missing = [m for m in self.models if m not in embeddings.vectors]
@@ -236,6 +242,7 @@ class Identifier:
                         float(cal.confidence(e)),
                         e,
                         {m: float(dists[m][sel].min()) for m in self.models},
+                        int(self._uids[face_ids[j]]),
                     )
                 )
             cands.sort(key=lambda c: -c.evidence)

@@ -19,7 +19,7 @@ from typing import Any
 
 from .errors import InputError
 
-__all__ = ["read_people_meta"]
+__all__ = ["read_people_meta", "read_people_file"]
 
 
 def read_people_meta(people_dir: str | Path) -> dict[str, dict[str, Any]]:
@@ -41,6 +41,26 @@ def read_people_meta(people_dir: str | Path) -> dict[str, dict[str, Any]]:
     if cs.is_file():
         return _read_csv(cs)
     return {}
+
+
+def read_people_file(path: str | Path) -> dict[str, dict[str, Any]]:
+    """``person id -> {"name": ..., extra fields}`` from one file in either format.
+
+    The format follows the suffix (``.json`` or ``.csv``); ``facekit people export`` writes
+    both, and ``facekit people import`` reads them back.
+
+    Raises:
+        InputError: missing, unreadable or malformed (one line naming the file and entry).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file; nothing changed")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return _read_csv(path)
+    if suffix == ".json":
+        return _read_json(path)
+    raise InputError(f"{path}: expected a .json or .csv file; nothing changed")
 
 
 def _text(path: Path) -> str:

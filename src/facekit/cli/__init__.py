@@ -10,6 +10,7 @@ from .embed_cmd import embed_cmd
 from .identify_cmd import identify_cmd
 from .index_cmd import build_index_cmd
 from .models_cmd import models_app
+from .people_cmd import people_app
 from .score_cmd import score_cmd
 from .video_cmd import video_cmd
 from .xmp_cmd import import_xmp_cmd
@@ -35,6 +36,7 @@ app.command("enroll")(enroll_cmd)
 app.command("import-xmp")(import_xmp_cmd)
 app.command("score")(score_cmd)
 app.command("embed")(embed_cmd)
+app.add_typer(people_app, name="people")
 app.add_typer(models_app, name="models")
 app.add_typer(db_app, name="db")
 

@@ -42,6 +42,7 @@ COLUMNS = [
     "confidence",
     "nearest",
     "nearest_confidence",
+    "gallery_face",
     "distances",
     "yaw",
     "pitch",
