@@ -439,7 +439,7 @@ def merge_people(
     db_path: str | os.PathLike[str], keep: str, other: str, *, key: str | None = None
 ) -> PeopleChange:
     """Move every face of ``other`` to ``keep`` and remove ``other``; ``keep`` survives with
-    its id, name and fields (``other``'s fields fill in those it lacks). ``other``'s folder
+    its id, name and fields (``other``'s extra fields fill in those it lacks). ``other``'s folder
     is enrolled as ``keep`` by later build-index runs.
 
     Merging an already merged pair writes nothing.
@@ -461,7 +461,7 @@ def merge_people(
         st.faces.loc[sel, "person"] = keep
         st.persons.pop(other)
         added = min(x for x in (a.added, b.added) if x) if (a.added or b.added) else None
-        st.persons[keep] = Person(keep, a.name or b.name, {**b.extra, **a.extra}, added)
+        st.persons[keep] = Person(keep, a.name, {**b.extra, **a.extra}, added)
         st.edits["merged"][other] = keep
         for k, v in list(st.edits["merged"].items()):
             if v == other:

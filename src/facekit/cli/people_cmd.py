@@ -326,8 +326,9 @@ def import_cmd(
 ) -> None:
     """Set names and fields of the people listed in FILE (people export's JSON or CSV).
 
-    A null (JSON) or empty (CSV) field is removed; people not listed are left alone; names
-    set this way are kept by build-index, as with rename. The whole file is checked first:
+    A null (JSON) or empty (CSV) field is removed (a missing or empty name keeps the name);
+    people not listed are left alone; names set this way are kept by build-index, as with
+    rename. The whole file is checked first:
     a problem is one line naming the file and entry, and nothing changes.
 
     Example:
