@@ -554,6 +554,15 @@ def _scan(
     for pid, err in scan.unreadable.items():
         report.errors.append(err + "; its stored faces are kept")
         plan.protected_people.add(pid)
+    for pid, link in scan.dangling.items():
+        if old is not None and pid in old.persons:
+            report.errors.append(
+                f"{link}: dangling symlink (its target is missing: an unmounted drive?); "
+                "its stored faces are kept"
+            )
+            plan.protected_people.add(pid)
+        else:
+            report.skipped.append((link, "dangling symlink"))
     present: set[str] = set()
     for person, paths in scan.people.items():
         for p in paths:

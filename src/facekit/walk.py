@@ -56,6 +56,9 @@ class PeopleScan:
             (``recursive=False``).
         other_files: ``(path, reason)`` of photos in person folders whose format cannot be
             decoded here (e.g. HEIC when pillow-heif is missing): reported, never enrolled.
+        dangling: ``person id -> path`` of symlinks at the top level whose target is missing
+            (a person folder on an unmounted drive): the caller keeps the stored faces of
+            such a person, never treats them as deleted.
     """
 
     root: Path
@@ -64,6 +67,7 @@ class PeopleScan:
     top_level_photos: list[str] = field(default_factory=list)
     nested: dict[str, list[str]] = field(default_factory=dict)
     other_files: list[tuple[str, str]] = field(default_factory=list)
+    dangling: dict[str, str] = field(default_factory=dict)
 
     @property
     def n_photos(self) -> int:
@@ -202,6 +206,8 @@ def scan_people(people_dir: str | os.PathLike[str], *, recursive: bool = False) 
             scan.other_files.extend(other)
         elif _is_photo(e.name) or _unsupported(e.name) is not None:
             scan.top_level_photos.append(e.path)
+        elif e.is_symlink() and not os.path.exists(e.path):
+            scan.dangling[path_text(e.name)] = e.path
     return scan
 
 

@@ -676,6 +676,20 @@ _people_case(
     problem=r"permission|denied|unreadable|cannot",
     check=_kept_one,
 )
+
+
+def _dangle_person(ctx: Ctx, people: Path) -> str:
+    shutil.rmtree(people / "rose_leslie")
+    (people / "rose_leslie").symlink_to("/mnt/unmounted-drive/rose_leslie")
+    return "rose_leslie"
+
+
+_people_case(
+    "build-person-folder-dangling",
+    _dangle_person,
+    names="rose_leslie",
+    problem=r"dangling|unmounted|missing",
+)
 _people_case(
     "build-person-folder-unreadable",
     _unreadable_person,
