@@ -915,7 +915,8 @@ class Database:
 
     @staticmethod
     def lock(path: str | os.PathLike[str], timeout: float = 0) -> Any:
-        """The writer lock of a database folder (a :class:`filelock.FileLock`)."""
+        """The writer lock of a database folder (a :class:`filelock.FileLock`). Taking it
+        removes the temporary generations of writers that were killed."""
         from filelock import FileLock, Timeout
 
         db_dir = Path(path)
@@ -933,6 +934,14 @@ class Database:
                     ) from None
                 except OSError as exc:
                     raise os_error(db_dir, exc, "taking the writer lock") from None
+                # what killed writers left (only writers, under this lock, make these):
+                # removed now, also when this writer then finds nothing to write
+                for p in db_dir.glob(".gen-*"):
+                    if p.is_dir() and not p.is_symlink():
+                        shutil.rmtree(p, ignore_errors=True)
+                for p in db_dir.glob(".CURRENT.tmp-*"):
+                    with contextlib.suppress(OSError):
+                        p.unlink()
                 return lock
 
             def __exit__(self, *exc: Any) -> None:
