@@ -109,3 +109,21 @@ def test_embed_and_cluster_write_text_and_reopen_it(album, tmp_path):
     doc = json.loads(out.read_text(encoding="utf-8"))
     assert path_text(photo) in {m["source"] for c in doc["clusters"] for m in c["members"]}
     assert len(list(sheets.glob("*.png"))) == 1
+
+
+def test_enrolling_a_non_utf8_photo_stores_its_text(album, tmp_path):
+    """enroll (and import-xmp, which enrols the same way) with a raw non-UTF-8 path."""
+    from facekit.pipeline import Pipeline
+
+    db = tmp_path / "faces.db"
+    shutil.rmtree(album / BAD_DIR)
+    build_index(album, db, PipelineConfig(), workers=1)
+    photo = tmp_path / BAD_PHOTO
+    shutil.copyfile(album / "obama" / sorted(os.listdir(album / "obama"))[0], photo)
+    r = Pipeline(PipelineConfig()).process_path(str(photo))
+    assert len(r.faces) == 1
+    added = Database.open(db).enroll("newbie", None, r.embeddings, [str(photo)], r.faces.xywh)
+    assert added == 1
+    assert path_text(str(photo)) in set(Database.open(db).faces.source)
+    again = Database.open(db).enroll("newbie", None, r.embeddings, [str(photo)], r.faces.xywh)
+    assert again == 0  # found again by its text: stored once

@@ -143,12 +143,15 @@ def _decode_crop(data: bytes) -> np.ndarray:
 
 
 def _abs_source(source: str, people_dir: str | None, origin: str) -> str:
+    """The absolute source as stored (text: a name that is not UTF-8 as ``\\xNN``)."""
+    from .pathtext import path_text
+
     if origin == "folder" and people_dir and not os.path.isabs(source):
-        return os.path.join(people_dir, source)
+        return path_text(os.path.join(people_dir, source))
     path, sep, t = source.rpartition("@")
     if sep and _is_float(t):
-        return os.path.abspath(path) + "@" + t
-    return os.path.abspath(source)
+        return path_text(os.path.abspath(path)) + "@" + t
+    return path_text(os.path.abspath(source))
 
 
 def _is_float(s: str) -> bool:
