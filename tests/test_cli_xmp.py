@@ -317,3 +317,38 @@ def test_people_file_maps_names_and_already_stored_faces_are_mismatches(tmp_path
     assert "is already stored as obama (obama)" in r.stderr
     r = run("import-xmp", str(people), "-d", str(db), "--people", str(tmp_path / "x.txt"))
     assert r.returncode == 3 and "no such file" in r.stderr
+
+
+def test_tags_follow_people_merge_and_remove(tmp_path, fr_examples):
+    """A tag naming a person merged away with `facekit people merge` enrols under the survivor
+    (not as a new person); a tag naming a removed person is skipped and reported."""
+    train = fr_examples / "knn_examples" / "train"
+    people = tmp_path / "people"
+    for p in ("obama", "biden", "kit_harington"):
+        shutil.copytree(train / p, people / p)
+    db = tmp_path / "faces.db"
+    assert run("build-index", str(people), "-d", str(db), "-j", "1", "-q").returncode == 0
+    assert run("people", "merge", "obama", "biden", "-d", str(db), "-q").returncode == 0
+    assert run("people", "remove", "kit_harington", "-d", str(db), "-q").returncode == 0
+
+    album = tmp_path / "album"
+    album.mkdir()
+    for name, src, pid in (
+        ("Biden", fr_examples / "biden.jpg", "biden"),
+        ("Kit", train / "kit_harington" / "john1.jpeg", "kit_harington"),
+    ):
+        photo = album / f"{name}.jpg"
+        shutil.copy(src, photo)
+        img = load_image(photo)
+        face = max(faces_of(photo), key=lambda b: b[2] * b[3])
+        tag(photo, [(pid, with_margin(face, img.width, img.height))], "sidecar")
+    mapping = tmp_path / "map.csv"
+    mapping.write_text("id,name\nbiden,biden\nkit_harington,kit_harington\n")
+    r = run(
+        "import-xmp", str(album), "-d", str(db), "--people", str(mapping), "-f", "json", "-j", "1"
+    )
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["people"] == {"obama": 1} and rep["new_people"] == []
+    (skip,) = rep["skipped"]
+    assert "kit_harington was removed" in skip["reason"], skip

@@ -54,6 +54,7 @@ __all__ = [
     "import_people",
     "apply_edits",
     "resolve_person",
+    "normalise_edits",
 ]
 
 #: Two boxes on the same photo are the same face at or above this IoU (as enroll does).
@@ -194,8 +195,9 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _edits(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """A normalised, independent copy of a database's people edits."""
+def normalise_edits(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """A normalised, independent copy of a database's people edits (``Database.people_edits``):
+    ``names``, ``merged``, ``removed`` and ``moves``, each present and of the right type."""
     names = raw.get("names")
     merged = raw.get("merged")
     removed = raw.get("removed")
@@ -283,7 +285,7 @@ def show_person(db: Any, pid: str, *, key: str | None = None) -> PersonDetail:
         UsageError: no such person (merged and removed ids say where they went).
     """
     db = _open(db, key)
-    edits = _edits(db.people_edits)
+    edits = normalise_edits(db.people_edits)
     person = db.persons.get(pid)
     if person is None:
         raise _unknown(db, edits, pid)
@@ -364,7 +366,7 @@ def _write(
             {m: np.array(v, np.float32) for m, v in db.vectors.items()},  # writable copies
             dict(db.persons),
             db.files.copy() if db.files is not None else None,
-            _edits(db.people_edits),
+            normalise_edits(db.people_edits),
         )
         result = change(st)
         if not st.dirty:
@@ -692,7 +694,7 @@ def plan_people(
         become their survivor, removed people are left out), the folder names whose photos
         must not be embedded, and ``(folder, reason)`` to report.
     """
-    edits = _edits(edits)
+    edits = normalise_edits(edits)
     out: list[str] = []
     skip: set[str] = set()
     skipped: list[tuple[str, str]] = []
@@ -718,7 +720,7 @@ def apply_edits(faces: Any, edits: Mapping[str, Any]) -> AppliedEdits:
     """Apply the people edits to a build's faces table (in place): merged people's faces go
     to their survivor, moved faces (same photo, box IoU >= 0.5) to their new person, and
     faces that end up with a removed person are marked to drop (``keep`` is ``False``)."""
-    edits = _edits(edits)
+    edits = normalise_edits(edits)
     n = len(faces)
     out = AppliedEdits(np.ones(n, bool))
     if not n or not any(edits.values()):
@@ -756,7 +758,7 @@ def pinned_persons(
     from .database import Person
 
     warnings = []
-    for pid in _edits(edits)["names"]:
+    for pid in normalise_edits(edits)["names"]:
         prev = old_persons.get(pid)
         if pid not in persons or prev is None:
             continue

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from .errors import FacekitError, InputError, UsageError
+from .people import normalise_edits, resolve_person
 from .types import Embeddings, ImageResult
 
 __all__ = [
@@ -238,6 +239,9 @@ def import_xmp(
         config = db.config
     elif config is None:
         raise UsageError("internal: a new database needs a pipeline config")
+    # tags follow `facekit people` edits: a merged-away id enrols as its survivor, a removed
+    # person is skipped (as build-index skips its folder)
+    edits = normalise_edits(db.people_edits if db is not None else {})
     db_names = {
         p.name.strip().casefold(): pid for pid, p in (db.persons if db else {}).items() if p.name
     }
@@ -281,7 +285,16 @@ def import_xmp(
                 why = "no face detected there" if len(boxes) else "no face detected in the photo"
                 report.unmatched.append((src, str(r.name), why))
                 continue
-            pid = person_id_for(str(r.name), name_map, db_names)
+            pid = resolve_person(edits, person_id_for(str(r.name), name_map, db_names))
+            if pid in edits["removed"]:
+                report.skipped.append(
+                    (
+                        f"{src}#{j}",
+                        f"{pid} was removed with 'facekit people remove' "
+                        f"(run 'facekit people restore {pid}' to enrol it again)",
+                    )
+                )
+                continue
             tagged.append(_Tagged(pid, str(r.name), src, j))
         if not tagged:
             continue
