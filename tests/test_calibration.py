@@ -218,3 +218,16 @@ def test_built_database_states_rate_and_identify_honours_it(tmp_path, lfw):
     assert all(a > b for a, b in zip(conf["0.3"], conf["0.001"]))
     lax, strict = (Database.open(db).calibration.for_rate(x).threshold for x in (0.3, 0.001))
     assert lax < strict
+
+
+def test_describe_says_why_the_named_share_is_missing():
+    """Too few leave-one-out probes: the line says how many there are, not that no person has
+    2 photos (which was false for a gallery with one person of 5 photos)."""
+    cal = Calibration(
+        impostor={"m": (0.6, 0.05)},
+        weights={"m": 1.0},
+        expected_strangers=0.01,
+        stats={"loo_genuine": 5},
+    )
+    text = describe(cal)
+    assert "this gallery has 5" in text and "no person has 2" not in text

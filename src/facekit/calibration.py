@@ -707,5 +707,9 @@ def describe(cal: Calibration) -> str:
         if cal.expected_named is not None:
             text += f", {cal.expected_named:.1%} of enrolled people's photos named (leave-one-out)"
         else:
-            text += "; share of enrolled photos named not measurable (no person has 2 photos)"
+            have = int(cal.stats.get("loo_genuine", 0) or 0)
+            text += (
+                "; share of enrolled photos named not measurable (it needs 10 photos of people "
+                f"with 2 or more photos; this gallery has {have})"
+            )
     return text
