@@ -46,6 +46,42 @@ def test_dlib_hog_on_a_group_photo_largest_first(fr_examples):
     ).all()
 
 
+def test_hog_gray_scan_finds_the_same_faces_with_rgb_landmarks(fr_examples, mirror, clinton):
+    """Video frames are scanned in grayscale by HOG: same faces, landmarks still from RGB;
+    other detectors ignore the flag."""
+    rgb = load_image(fr_examples / "knn_examples" / "test" / "obama_and_biden.jpg").rgb
+    hog = get_detector("dlib-hog")
+    plain, gray = detect_image(hog, rgb), detect_image(hog, rgb, gray=True)
+    assert len(gray) == len(plain) >= 2
+    for a, b in zip(plain.xyxy, gray.xyxy, strict=True):
+        assert _iou(a, b) > 0.9
+    # the landmarks come from the shape predictor on the same boxes of the RGB image
+    ours = detect_image(hog, clinton, gray=True)
+    base = detect_image(hog, clinton)
+    assert np.abs(ours.landmarks - base.landmarks).max() < 3.0
+    # the scan really is single-channel (dlib is wrapped to record what it is given)
+    seen = []
+
+    class Recorder:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def run(self, img, *args):
+            seen.append(img.ndim)
+            return self.inner.run(img, *args)
+
+    inner = hog.detector
+    hog.detector = Recorder(inner)
+    try:
+        detect_image(hog, clinton, gray=True)
+        detect_image(hog, clinton)
+    finally:
+        hog.detector = inner
+    assert seen == [2, 3]
+    yunet = get_detector("yunet")
+    assert len(detect_image(yunet, clinton, gray=True)) == len(detect_image(yunet, clinton))
+
+
 def test_yunet_from_the_mirror(mirror, clinton):
     hog = detect_image(get_detector("dlib-hog"), clinton)
     faces = detect_image(get_detector("yunet"), clinton)

@@ -251,7 +251,8 @@ def detect_and_crop(pipeline: Any, rgb: np.ndarray) -> tuple[Faces, dict[str, np
     """Detect faces in ``rgb`` and cut each recogniser's aligned crops (no embedding)."""
     from .detect import detect_image
 
-    faces = detect_image(pipeline.detector, rgb, pipeline.config.max_side)
+    # video frames: HOG scans a grayscale copy (12-17% less detection CPU, docs/video.md)
+    faces = detect_image(pipeline.detector, rgb, pipeline.config.max_side, gray=True)
     if pipeline.config.min_face and len(faces):
         faces = faces[faces.size >= pipeline.config.min_face]
     crops: dict[str, np.ndarray] = {}
