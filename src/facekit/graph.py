@@ -26,7 +26,10 @@ matter); the linkage itself is the exact average over *all* pairs, computed from
 Merging proceeds in rounds of reciprocal nearest neighbours (pairs of groups that are each
 other's best candidate above the cut merge together): average linkage is *reducible*, so on a
 complete graph this gives exactly the hierarchy of greedy average linkage (the nearest-neighbour
-chain argument), and each round is a few vectorised passes over the edges.
+chain argument). Each round finds every group's best partner with scatter-max passes over
+the live pairs (no sort) and recomputes only the pairs that touch a group merged in that
+round; the others keep their linkage, so late rounds (a few merges in large groups) cost
+little.
 
 Library code: no printing.
 """
