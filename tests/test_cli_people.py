@@ -137,6 +137,9 @@ def test_build_index_does_not_undo(ws):
     assert sorted(rows) == ["biden", "kit_harington", "obama"]
     assert rows["obama"]["name"] == "Barack Obama" and rows["kit_harington"]["faces"] == 4
     assert run("people", "restore", "alex_lacamoire", "-d", db).returncode == 0
+    # restoring twice (before the build-index run that enrols it) changes nothing, exit 0
+    r = run("people", "restore", "alex_lacamoire", "-d", db)
+    assert r.returncode == 0 and "unchanged: alex_lacamoire is already restored" in r.stderr
     assert run("build-index", str(people), "-d", db, "-j", "1", "-q").returncode == 0
     rows = {r["person"] for r in ndjson(run("people", "list", "-d", db, "-f", "ndjson"))}
     assert "alex_lacamoire" in rows

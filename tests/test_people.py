@@ -187,9 +187,13 @@ def test_build_index_keeps_the_edits(ws, fr_examples):
     _build(people, db, rebuild=True)
     check()
     # restore: the folder is enrolled again
-    restore_person(db, "alex_lacamoire")
+    gen = Database.open(db).generation
+    assert restore_person(db, "alex_lacamoire").changed
+    # restoring twice writes nothing (README: running a change twice exits 0)
+    assert not restore_person(db, "alex_lacamoire").changed
+    assert Database.open(db).generation != gen
     with pytest.raises(UsageError, match="no removed person"):
-        restore_person(db, "alex_lacamoire")
+        restore_person(db, "never_there")
     _build(people, db)
     assert "alex_lacamoire" in Database.open(db).persons
 

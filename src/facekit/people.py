@@ -197,15 +197,18 @@ def _now() -> str:
 
 def normalise_edits(raw: Mapping[str, Any]) -> dict[str, Any]:
     """A normalised, independent copy of a database's people edits (``Database.people_edits``):
-    ``names``, ``merged``, ``removed`` and ``moves``, each present and of the right type."""
+    ``names``, ``merged``, ``removed``, ``restored`` and ``moves``, each present and of the
+    right type."""
     names = raw.get("names")
     merged = raw.get("merged")
     removed = raw.get("removed")
+    restored = raw.get("restored")
     moves = raw.get("moves")
     return {
         "names": dict(names) if isinstance(names, dict) else {},
         "merged": {str(k): str(v) for k, v in merged.items()} if isinstance(merged, dict) else {},
         "removed": dict(removed) if isinstance(removed, dict) else {},
+        "restored": dict(restored) if isinstance(restored, dict) else {},
         "moves": [dict(m) for m in moves if isinstance(m, dict)] if isinstance(moves, list) else [],
     }
 
@@ -510,6 +513,7 @@ def remove_person(
             drop = st.files["person"].isin({pid}) | st.files["source"].isin(sources)
             st.files = st.files[~drop.to_numpy()].reset_index(drop=True)
         st.edits["removed"][pid] = _now()
+        st.edits["restored"].pop(pid, None)
         st.edits["names"].pop(pid, None)
         st.dirty = True
         return PeopleChange(
@@ -527,18 +531,27 @@ def remove_person(
 def restore_person(
     db_path: str | os.PathLike[str], pid: str, *, key: str | None = None
 ) -> PeopleChange:
-    """Undo :func:`remove_person`'s hold on a folder: the next build-index enrols it again."""
+    """Undo :func:`remove_person`'s hold on a folder: the next build-index enrols it again.
+    Restoring twice (also before that build-index run) writes nothing."""
 
     def change(st: _State) -> PeopleChange:
         if pid not in st.edits["removed"]:
             if pid in st.persons:
                 return PeopleChange("restore", pid, False, f"{pid} is not removed")
+            if pid in st.edits["restored"]:
+                return PeopleChange(
+                    "restore",
+                    pid,
+                    False,
+                    f"{pid} is already restored: run build-index on its folder to enrol it",
+                )
             if pid in st.edits["merged"]:
                 raise _unknown(st.db, st.edits, pid)
             raise UsageError(
                 f"{st.db.path}: no removed person {pid!r} (restored already, or never there)"
             )
         del st.edits["removed"][pid]
+        st.edits["restored"][pid] = _now()
         st.dirty = True
         return PeopleChange(
             "restore", pid, True, f"{pid} may be enrolled again: run build-index on its folder"
