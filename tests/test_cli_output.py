@@ -327,3 +327,16 @@ def test_disk_full_is_one_line_and_keeps_the_previous_output(tmp_path, fr_exampl
     assert "Traceback" not in r.stderr
     assert "same" in r.stdout  # the previous table is untouched
     assert ".tmp" not in r.stdout  # and no temp file is left behind
+
+
+def test_stderr_piped_has_no_blank_lines(db, album, tmp_path):
+    """With stderr a pipe (cron, a log file), no progress bar is drawn: it used to leave an
+    empty line before the summary of identify, embed, cluster and video."""
+    runs = [
+        run("identify", str(album / "a"), "-d", str(db), "-f", "csv"),
+        run("embed", str(album / "a"), "-o", str(tmp_path / "e.parquet")),
+    ]
+    for r in runs:
+        assert r.returncode == 0, r.stderr
+        assert r.stderr.strip(), "expected a summary line"
+        assert "" not in r.stderr.splitlines(), repr(r.stderr)

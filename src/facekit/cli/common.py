@@ -182,15 +182,40 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     for h in list(root.handlers):
         if getattr(h, "_facekit", False):
             root.removeHandler(h)
-    from rich.logging import RichHandler
-
-    handler = RichHandler(console=stderr(), show_time=False, show_path=False, markup=False)
+    handler = _LineHandler()
     handler._facekit = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)
     for noisy in ("PIL", "matplotlib", "numba", "h5py", "urllib3"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     install_sigterm()
+
+
+class _LineHandler(logging.Handler):
+    """Each log record as one ``level: message`` line on stderr, like :func:`warn_line`.
+
+    (Rich's ``RichHandler`` wrapped long messages over several lines at the console width,
+    80 columns when stderr is a file or pipe, so ``grep``/``tail`` of a cron log saw pieces.)
+    A traceback attached to the record is printed after the line only with ``-vv``.
+    """
+
+    _STYLES = {"warning": "yellow", "error": "red", "critical": "red"}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level = record.levelname.lower()
+            console = stderr()
+            console.print(
+                Text.assemble(
+                    (f"{level}:", self._STYLES.get(level, "")), " ", _one_line(record.getMessage())
+                )
+            )
+            if record.exc_info and logging.getLogger().isEnabledFor(logging.DEBUG):
+                import traceback
+
+                console.out("".join(traceback.format_exception(*record.exc_info)).rstrip())
+        except Exception:  # pragma: no cover - logging must never raise
+            self.handleError(record)
 
 
 def error_line(message: str) -> None:
@@ -455,6 +480,10 @@ class ProgressBar:
 
     def start(self) -> None:
         if self.quiet or self._progress is not None:
+            return
+        if not stderr().is_terminal:
+            # a transient bar on a file or pipe draws nothing useful and leaves a blank line
+            self.quiet = True
             return
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 

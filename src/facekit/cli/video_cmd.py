@@ -392,8 +392,9 @@ def samples_text(done: int, total: int | None) -> str:
 
 def _run_with_progress(job: Any, source: str, quiet: bool) -> Any:
     """Run one video with a progress line on stderr: samples done / total, the current time in
-    the video, elapsed time and (when the video's duration, hence the total, is known) ETA."""
-    if quiet:
+    the video, elapsed time and (when the video's duration, hence the total, is known) ETA.
+    No bar when stderr is not a terminal (it would only leave a blank line in a log)."""
+    if quiet or not stderr().is_terminal:
         return job(None, None)
     from rich.progress import (
         BarColumn,
