@@ -56,3 +56,38 @@ def test_help_has_an_example(command):
         and "Example" in result.output
         and f"facekit {command}" in result.output
     )
+
+
+@pytest.mark.parametrize(
+    "args, sentence",
+    [
+        (
+            ["identify"],
+            "Every face gets the top-k people with per-model distances and a 0-100 confidence; "
+            "a face below the calibrated threshold is unknown",
+        ),
+        (
+            ["people"],
+            "Later build-index runs keep it over people.json / people.csv (and warn where",
+        ),
+    ],
+)
+def test_help_prose_is_reflowed_to_the_terminal(args, sentence):
+    """Docstring paragraphs are joined, so help wraps at the terminal's width instead of
+    keeping the ~95-column hard breaks (ragged at 80 columns; Typer keeps single newlines)."""
+    from typer.testing import CliRunner
+
+    from facekit.cli import app
+
+    r = CliRunner().invoke(app, [*args, "--help"], env={"COLUMNS": "300", "NO_COLOR": "1"})
+    assert r.exit_code == 0
+    assert any(sentence in line for line in r.output.splitlines()), r.output
+
+
+def test_reflow_keeps_examples_and_lists():
+    from facekit.cli import reflow_help
+
+    text = "Summary.\n\nOne line\nwrapped here.\n\nExample:\n\n    a\n    b\n\n- x\n- y"
+    assert reflow_help(text) == (
+        "Summary.\n\nOne line wrapped here.\n\nExample:\n\n    a\n    b\n\n- x\n- y"
+    )

@@ -41,6 +41,44 @@ app.add_typer(models_app, name="models")
 app.add_typer(db_app, name="db")
 
 
+_LIST_MARKS = ("- ", "* ", "• ", "|", "│")
+
+
+def reflow_help(text: str) -> str:
+    """Join the hard-wrapped lines of each prose paragraph of a command's help.
+
+    Typer's Rich help keeps single line breaks, so docstrings wrapped at ~95 columns came
+    out ragged at a terminal's 80 (a line of 80, then a line of 15, ...). Paragraphs with an
+    indented line (examples) or a list line are kept as written.
+    """
+    paragraphs = text.split("\n\n")
+    out = []
+    for para in paragraphs:
+        lines = para.split("\n")
+        if len(lines) > 1 and not any(
+            line[:1].isspace() or line.lstrip().startswith(_LIST_MARKS) or line.startswith("\b")
+            for line in lines
+        ):
+            para = " ".join(line.strip() for line in lines)
+        out.append(para)
+    return "\n\n".join(out)
+
+
+def _reflow_commands(typer_app: typer.Typer) -> None:
+    import inspect
+
+    for info in typer_app.registered_commands:
+        doc = info.help if info.help is not None else inspect.getdoc(info.callback)
+        if doc:
+            info.help = reflow_help(inspect.cleandoc(doc))
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _reflow_commands(group.typer_instance)
+
+
+_reflow_commands(app)
+
+
 def _version(value: bool) -> None:
     if value:
         from .. import __version__
