@@ -193,3 +193,17 @@ def test_path_fetch(mirror_dir, monkeypatch):
     result = run("path", "mobilefacenet", "--fetch", "--offline")
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [str(models_dir() / MFN)]
+
+
+def test_listing_formats_like_every_command():
+    """models list/verify/recommend take --format ndjson, and default to NDJSON when stdout
+    is not a terminal (README: 'default: a table on a terminal, NDJSON when piped')."""
+    for args in (["list"], ["verify"], ["recommend"]):
+        for extra in ([], ["--format", "ndjson"]):
+            result = run(*args, *extra)
+            assert result.exit_code == 0, result.output
+            rows = [json.loads(line) for line in result.stdout.splitlines()]
+            assert rows and all(isinstance(r, dict) for r in rows), (args, extra)
+    rows = [json.loads(line) for line in run("list", "-f", "ndjson").stdout.splitlines()]
+    assert {r["name"] for r in rows} >= {"dlib", "yunet"}
+    assert "│" in run("list", "--format", "table").stdout

@@ -41,6 +41,7 @@ class OutputFormat(str, Enum):
 
     table = "table"
     json = "json"
+    ndjson = "ndjson"
     csv = "csv"
 
 
@@ -52,8 +53,21 @@ class Kind(str, Enum):
 
 
 FormatOpt = Annotated[
-    OutputFormat, typer.Option("--format", "-f", help="Output format.", case_sensitive=False)
+    OutputFormat | None,
+    typer.Option(
+        "--format",
+        "-f",
+        help="Output format. Default: table on a terminal, ndjson when piped.",
+        case_sensitive=False,
+    ),
 ]
+
+
+def _resolve(fmt: OutputFormat | None) -> OutputFormat:
+    """Like every listing command: a table on a terminal, NDJSON when piped."""
+    if fmt is not None:
+        return fmt
+    return OutputFormat.table if sys.stdout.isatty() else OutputFormat.ndjson
 
 
 def _stderr() -> Console:
@@ -124,6 +138,8 @@ class _ProgressBars:
 def _write_rows(rows: list[dict[str, Any]], fmt: OutputFormat, table: Callable[[], Table]) -> None:
     if fmt is OutputFormat.json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+    elif fmt is OutputFormat.ndjson:
+        sys.stdout.writelines(json.dumps(row) + "\n" for row in rows)
     elif fmt is OutputFormat.csv:
         flat = [{k: v for k, v in row.items() if not isinstance(v, list | dict)} for row in rows]
         fields = list(flat[0]) if flat else []
@@ -167,7 +183,7 @@ def _status_row(st: models.ModelStatus) -> dict[str, Any]:
 
 @models_app.command("list")
 def list_cmd(
-    fmt: FormatOpt = OutputFormat.table,
+    fmt: FormatOpt = None,
     kind: Annotated[
         Kind | None, typer.Option("--kind", help="Only detectors or only recognisers.")
     ] = None,
@@ -177,6 +193,7 @@ def list_cmd(
 
     Example: facekit models list --format json
     """
+    fmt = _resolve(fmt)
     with handle_errors():
         statuses = models.status_all(
             kind.value if kind else None, offline=True if offline else None
@@ -220,7 +237,7 @@ def recommend_cmd(
             help="Also consider models whose licence forbids commercial use (e.g. arcface-mbf, scrfd).",
         ),
     ] = False,
-    fmt: FormatOpt = OutputFormat.table,
+    fmt: FormatOpt = None,
 ) -> None:
     """Recommend the strongest installed (or locally mirrored) models your licence choice allows.
 
@@ -231,6 +248,7 @@ def recommend_cmd(
     """
     from facekit.models.recommend import recommend
 
+    fmt = _resolve(fmt)
     with handle_errors():
         rec = recommend(allow_noncommercial)
     flag = "best-nc" if allow_noncommercial else "best"
@@ -340,12 +358,13 @@ def verify_cmd(
         list[str] | None,
         typer.Argument(help="Models to check (default: all installed).", metavar="[NAME...]"),
     ] = None,
-    fmt: FormatOpt = OutputFormat.table,
+    fmt: FormatOpt = None,
 ) -> None:
     """Re-hash installed model files against their pinned SHA-256.
 
     Example: facekit models verify dlib yunet
     """
+    fmt = _resolve(fmt)
     with handle_errors():
         results = models.verify(names or None)
     rows = [
