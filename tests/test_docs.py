@@ -91,3 +91,20 @@ def test_reflow_keeps_examples_and_lists():
     assert reflow_help(text) == (
         "Summary.\n\nOne line wrapped here.\n\nExample:\n\n    a\n    b\n\n- x\n- y"
     )
+
+
+def test_usage_lines_name_arguments_in_capitals():
+    """Usage lines read like the README's (`facekit identify PHOTO...`): no Python parameter
+    names (`{paths}...`, `[people_dir]`) and no doubled markers (`[[NAME...]]...`)."""
+    import re
+
+    usage = [
+        line
+        for line in (ROOT / "docs" / "cli.md").read_text().splitlines()
+        if line.strip().startswith("Usage: facekit")
+    ]
+    assert len(usage) > 20
+    for line in usage:
+        args = line.split("[OPTIONS]", 1)[1]
+        assert not re.search(r"[a-z]", args.replace("COMMAND [ARGS]", "")), line
+        assert "[[" not in args and "...}" not in args and "...]" not in args, line

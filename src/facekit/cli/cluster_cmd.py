@@ -313,6 +313,7 @@ def cluster_cmd(
     paths: Annotated[
         list[str],
         typer.Argument(
+            metavar="PATH",
             help="Photos, folders, videos, Parquet tables from `facekit embed`, or - for paths on stdin.",
             show_default=False,
         ),

@@ -36,6 +36,7 @@ def embed_cmd(
     paths: Annotated[
         list[str],
         typer.Argument(
+            metavar="PATH",
             help="Photos, folders (searched recursively), or - to read paths from stdin.",
             show_default=False,
         ),

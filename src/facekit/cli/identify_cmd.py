@@ -90,7 +90,9 @@ def identify_cmd(
     paths: Annotated[
         list[str],
         typer.Argument(
-            help="Photos, folders (recursive), or - to read paths from stdin.", show_default=False
+            metavar="PHOTO",
+            help="Photos, folders (recursive), or - to read paths from stdin.",
+            show_default=False,
         ),
     ],
     db: DbOpt = None,

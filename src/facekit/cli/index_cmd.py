@@ -40,6 +40,7 @@ def build_index_cmd(
     people_dir: Annotated[
         Path | None,
         typer.Argument(
+            metavar="PEOPLE_DIR",
             help="Folder with one subfolder of photos per person (folder name = person id). "
             "With --from-embeddings: optional, where people.json / people.csv are read.",
             show_default=False,

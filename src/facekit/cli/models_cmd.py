@@ -280,9 +280,7 @@ def recommend_cmd(
 def fetch_cmd(
     names: Annotated[
         list[str],
-        typer.Argument(
-            help="Models to fetch, e.g. yunet mobilefacenet (or a,b).", metavar="NAME..."
-        ),
+        typer.Argument(help="Models to fetch, e.g. yunet mobilefacenet (or a,b).", metavar="NAME"),
     ],
     offline: OfflineOpt = False,
     force: Annotated[
@@ -322,7 +320,10 @@ def fetch_cmd(
 @models_app.command("import")
 def import_cmd(
     file: Annotated[
-        Path, typer.Argument(help="A model file obtained by hand.", exists=True, dir_okay=False)
+        Path,
+        typer.Argument(
+            metavar="FILE", help="A model file obtained by hand.", exists=True, dir_okay=False
+        ),
     ],
     name: Annotated[
         str | None,
@@ -356,7 +357,7 @@ def import_cmd(
 def verify_cmd(
     names: Annotated[
         list[str] | None,
-        typer.Argument(help="Models to check (default: all installed).", metavar="[NAME...]"),
+        typer.Argument(help="Models to check (default: all installed).", metavar="NAME"),
     ] = None,
     fmt: FormatOpt = None,
 ) -> None:
@@ -417,7 +418,7 @@ def verify_cmd(
 
 @models_app.command("path")
 def path_cmd(
-    name: Annotated[str, typer.Argument(help="Model name, e.g. dlib.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Model name, e.g. dlib.")],
     fetch: Annotated[
         bool, typer.Option("--fetch", help="Fetch the model first if it is not installed.")
     ] = False,

@@ -25,7 +25,7 @@ def score_cmd(
     results: Annotated[
         list[str],
         typer.Argument(
-            metavar="RESULTS...",
+            metavar="RESULTS",
             help="JSON/NDJSON from `facekit identify` or `facekit video`: files, folders, or - for stdin.",
             show_default=False,
         ),

@@ -97,7 +97,7 @@ def video_cmd(
     paths: Annotated[
         list[str] | None,
         typer.Argument(
-            metavar="FILE_OR_DIR...",
+            metavar="FILE_OR_DIR",
             help="Videos, or folders searched recursively for video files.",
             show_default=False,
         ),

@@ -34,6 +34,7 @@ def import_xmp_cmd(
     paths: Annotated[
         list[str],
         typer.Argument(
+            metavar="PHOTO",
             help="Tagged photos, folders (recursive), or - to read paths from stdin.",
             show_default=False,
         ),
