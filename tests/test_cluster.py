@@ -48,6 +48,21 @@ def test_default_threshold_is_one_percent_impostor_tail():
     assert cluster_threshold(0.001) > cluster_threshold(0.003) > cluster_threshold(0.01)
 
 
+def test_default_cut_grows_with_the_number_of_faces():
+    """A face meets every other face: the per-pair rate is the per-face share over n - 1."""
+    from facekit.calibration import pair_threshold
+    from facekit.cluster import FALSE_MERGE_RATE, PAIRS_PER_FALSE_MERGE
+
+    cuts = [cluster_threshold(faces=n) for n in (100, 1_000, 10_000, 1_000_000)]
+    assert cuts == sorted(cuts) and cuts[0] < cuts[-1]
+    want = pair_threshold(FALSE_MERGE_RATE * PAIRS_PER_FALSE_MERGE / 999, CAL)
+    assert cluster_threshold(calibration=CAL, faces=1_000) == pytest.approx(want)
+    # cluster_faces uses the cut for its own number of faces
+    emb, _ = people([4, 3, 1, 1, 1])
+    res = cluster_faces(emb, CAL)
+    assert res.threshold == pytest.approx(cluster_threshold(calibration=CAL, faces=len(emb)))
+
+
 def test_separated_people_and_strangers_are_noise():
     emb, truth = people([4, 3, 1, 1, 1])
     res = cluster_faces(emb, CAL, refs=refs_for(len(truth)))

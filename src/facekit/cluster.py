@@ -4,12 +4,14 @@ Method (default ``"agglomerative"``): average-linkage agglomerative clustering o
 impostor-normalised evidence of :class:`~facekit.calibration.Calibration` (larger = more
 alike). Evidence is in units of the calibration's different-person (impostor) spread, so
 a cut on it means the same for every model. Two groups merge while their *average*
-evidence is at least :func:`cluster_threshold`: the evidence that a stated share of
-different-person pairs reaches (``FALSE_MERGE_RATE``, 0.03% per pair, chosen on the tune
-folds), from the measured upper tail of impostor-pair evidence
-(:func:`facekit.calibration.pair_threshold`; about 2.9 for dlib). ``identify``'s own
-threshold decides on the *best* of many gallery comparisons for a stated share of strangers
-named (docs/accuracy.md).
+evidence is at least :func:`cluster_threshold`. The cut keeps a stated share of faces out of
+other people's clusters (``FALSE_MERGE_RATE``, 1% of faces, chosen on the tune folds) as the
+collection grows: a face is compared with every other face, so the per-pair rate is that
+share times ``PAIRS_PER_FALSE_MERGE`` divided by the number of other faces, and the cut is
+the evidence that this per-pair share of different-person pairs reaches, from the measured
+upper tail of impostor-pair evidence (:func:`facekit.calibration.pair_threshold`). Like
+``identify``'s threshold, which grows with the number of enrolled people, the cut grows
+with the number of faces (dlib: about 2.9 at 300 faces, 3.3 at 3,000).
 Groups smaller than ``min_size`` are *noise*: a face that matches nobody well enough is
 left out, never forced into the nearest group. ``"hdbscan"`` and ``"dbscan"`` (on the same
 evidence distance; DBSCAN's ``eps`` again from the threshold) are there for comparison;
@@ -63,24 +65,48 @@ METHODS = ("agglomerative", "hdbscan", "dbscan")
 FORMAT_VERSION = 1
 #: Above this many faces the ``n x n`` evidence matrix (8 bytes per pair) gets large.
 LARGE_N = 20000
-#: Per-comparison false-merge rate behind the default cut (see :func:`cluster_threshold`):
-#: the rate with the best pairwise F1 at precision >= 0.98 on the tune folds
-#: (benchmarks/cluster_folds.py --folds tune; docs/accuracy.md).
-FALSE_MERGE_RATE = 0.0003
+#: Share of faces that may be put in a cluster of another person: the default cut's promise
+#: (see :func:`cluster_threshold`). 1%: on the tune folds with lfw-singles (3,234 faces, half
+#: of them people with one photo) it gave pairwise precision 0.994 (dlib+mobilefacenet)
+#: (benchmarks/cluster_folds.py --folds tune --with-singles; docs/accuracy.md).
+FALSE_MERGE_RATE = 0.01
+#: Different-person pairs above the cut per face placed in another person's cluster (average
+#: linkage needs a group's *average* evidence to reach the cut, so most pairs above it never
+#: merge): 12-13 measured on the tune folds with lfw-singles, rounded down to 10 (cautious).
+PAIRS_PER_FALSE_MERGE = 10.0
+#: Faces assumed when their number is not known (``video`` linking unknown faces): a few
+#: hundred, where the cut equals the former fixed per-pair rate of 0.03%.
+DEFAULT_FACES = 300
 
 
 def cluster_threshold(
-    false_merge_rate: float = FALSE_MERGE_RATE, calibration: Calibration | None = None
+    false_merge_rate: float = FALSE_MERGE_RATE,
+    calibration: Calibration | None = None,
+    faces: int | None = None,
 ) -> float:
-    """Default evidence cut: the ``1 - false_merge_rate`` quantile of impostor-pair evidence.
+    """Default evidence cut for ``faces`` faces: at most ``false_merge_rate`` of them placed
+    in another person's cluster.
 
-    From the measured upper tail of different-person pairs (a gallery's, or the defaults of
-    the calibration's models measured on the tune folds):
-    :func:`facekit.calibration.pair_threshold`.
+    Each face meets ``faces - 1`` others, so a different-person pair may reach the cut with
+    probability ``false_merge_rate * PAIRS_PER_FALSE_MERGE / (faces - 1)``; the cut is that
+    upper quantile of impostor-pair evidence (the calibration's measured tail, or the
+    defaults of its models measured on the tune folds):
+    :func:`facekit.calibration.pair_threshold`. It grows with the number of faces, as
+    ``identify``'s threshold grows with the number of enrolled people.
+
+    Args:
+        false_merge_rate: share of faces that may end up in another person's cluster.
+        calibration: evidence fusion and impostor tail (default: dlib's defaults).
+        faces: faces being clustered (default ``DEFAULT_FACES``).
+
+    Returns:
+        The fused-evidence cut.
     """
     from .calibration import pair_threshold
 
-    return pair_threshold(false_merge_rate, calibration)
+    n = DEFAULT_FACES if faces is None else max(int(faces), 2)
+    pair_rate = min(float(false_merge_rate) * PAIRS_PER_FALSE_MERGE / (n - 1), 0.5)
+    return pair_threshold(pair_rate, calibration)
 
 
 @dataclass(frozen=True)
@@ -271,11 +297,12 @@ def evidence_matrix(embeddings: Embeddings, calibration: Calibration) -> np.ndar
     return np.asarray(calibration.pairwise_evidence(v, v), np.float64)
 
 
-def _default_threshold(method: str, calibration: Calibration) -> float:
+def _default_threshold(method: str, calibration: Calibration, faces: int | None = None) -> float:
     if method == "dbscan":
         # DBSCAN links through any single pair (single linkage): it needs identify's stricter cut.
         return float(calibration.threshold)
-    return cluster_threshold(calibration=calibration)  # hdbscan ignores it (reported only)
+    # hdbscan ignores it (reported only)
+    return cluster_threshold(calibration=calibration, faces=faces)
 
 
 def cluster_faces(
@@ -305,7 +332,7 @@ def cluster_faces(
             (``eps`` at the threshold, ``min_samples=min_size``); the last two on the
             sparse kNN graph.
         min_size: smallest group reported as a cluster; smaller groups become noise.
-        threshold: fused-evidence cut (default: :func:`cluster_threshold`).
+        threshold: fused-evidence cut (default: :func:`cluster_threshold` for ``n`` faces).
         refs: where each face comes from; orders ids and enables matching to ``previous``.
         previous: a previous cluster document (:func:`read_cluster_file`) whose ids, persons
             and names are kept for the clusters that share faces with it.
@@ -331,7 +358,7 @@ def cluster_faces(
     n = len(embeddings)
     if refs is not None and len(refs) != n:
         raise ValueError(f"refs has {len(refs)} entries for {n} faces")
-    thr = float(threshold) if threshold is not None else _default_threshold(method, calibration)
+    thr = float(threshold) if threshold is not None else _default_threshold(method, calibration, n)
     if n:
         _check_models(embeddings, calibration)
     space = EvidenceSpace.from_calibration(calibration)

@@ -491,10 +491,21 @@ def cluster_cmd(
         from ..types import Embeddings
 
         space = EvidenceSpace.from_calibration(calibration)
-        thr = float(threshold) if threshold is not None else _default_threshold(method, calibration)
+        thr = (
+            float(threshold)
+            if threshold is not None
+            else _default_threshold(method, calibration, len(table.frame))
+        )
         from .runner import _models_meta
 
         settings = settings_of(space, thr, min_size, DEFAULT_K, _models_meta(config))
+        if threshold is None and state is not None and not state.matches(settings):
+            # the default cut grows with the number of faces; an update keeps the cut of the
+            # last full run (--rebuild re-derives it for the current number of faces)
+            kept = float(state.settings.get("threshold", thr))
+            alt = settings_of(space, kept, min_size, DEFAULT_K, _models_meta(config))
+            if state.matches(alt):
+                thr, settings = kept, alt
         incremental = (
             state is not None
             and previous_table is not None
