@@ -48,6 +48,12 @@ def main() -> None:
     ap.add_argument("--max-strangers", type=float, default=None)
     ap.add_argument("--draws", type=int, default=20)
     ap.add_argument("--scale", action="store_true")
+    ap.add_argument(
+        "--split-seed",
+        type=int,
+        default=0,
+        help="--scale: seed of the random choice of stranger people (0 = the documented table)",
+    )
     args = ap.parse_args()
     if args.folds:
         folds_main(args)
@@ -217,10 +223,10 @@ def folds_main(args) -> None:
         from openset_scale import make_pool, run
 
         extra = TUNE if folds == REPORT else ()
-        pool = make_pool(models, folds, distractor_folds=extra)
+        pool = make_pool(models, folds, seed=args.split_seed, distractor_folds=extra)
         print(
             f"\nscale: {len(pool.multi)} multi-photo + {len(pool.singles)} single-photo people "
-            f"to enrol, {len(pool.strangers)} stranger photos"
+            f"to enrol, {len(pool.strangers)} stranger photos (split seed {args.split_seed})"
             + (" (singles of the tune folds as extra distractors only)" if extra else "")
         )
         print(

@@ -92,6 +92,7 @@ def run(
     for k in photos:
         for n in sizes:
             acc: dict[float, list] = {a: [] for a in targets}
+            kinds: set[str] = set()
             t_cal = 0.0
             for _r in range(repeats):
                 faces, persons = gallery(pool, n, k, rng)
@@ -99,6 +100,7 @@ def run(
                 t0 = time.process_time()
                 cal = calibrate(persons, gv, weights, max_strangers=targets[0])
                 t_cal += time.process_time() - t0
+                kinds.add(str(cal.stats.get("model")))
                 best = np.full(len(pool.strangers), -np.inf)
                 for s0 in range(0, len(pool.strangers), 1024):
                     ev = cal.pairwise_evidence({m: sv[m][s0 : s0 + 1024] for m in weights}, gv)
@@ -127,6 +129,7 @@ def run(
                         "ratio": float(v[:, 0].mean() / a),
                         "cpu_s": t_cal / repeats,
                         "strangers": len(pool.strangers),
+                        "model": "/".join(sorted(kinds)),
                     }
                 )
     return rows

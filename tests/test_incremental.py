@@ -232,6 +232,8 @@ def test_cli_update_rebuild_and_sheet_labels(album: Path, lfw: Path, tmp_path: P
         "Abdullah_Gul"
     }
     assert doc["faces"] == first["faces"] + 4
+    # the default cut grows with the number of faces, but an update keeps the last full run's
+    assert doc["threshold"] == first["threshold"]
     # Same inputs again: nothing new, nothing changes.
     res = runner.invoke(app, ["cluster", "new", "-o", "c.json", "-q"])
     assert res.exit_code == 0, res.output
