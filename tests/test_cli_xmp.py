@@ -179,6 +179,16 @@ def test_album_to_database_to_sidecars(tagged, tmp_path, fr_examples):
     mp = exif_json(new / "obama1.jpg.xmp", "-XMP-MP:all")["RegionInfoMP"]["Regions"]
     assert len(mp) == 1
 
+    # facekit's own regions (its guesses, MWG and MP) are never enrolled back as tags
+    gen = (db / "CURRENT").read_text()
+    r = run("import-xmp", str(new), "-d", str(db), "--format", "json", "-j", "1")
+    assert r.returncode == 1, r.stderr  # no tagged face found
+    rep = json.loads(r.stdout)
+    assert rep["enrolled"] == 0 and rep["regions"] == 0 and rep["tagged"] == 0
+    # named: obama1, alex_lacamoire1, johnsnow_test1, kit_with_rose (2), obama_and_biden (2)
+    assert rep["facekit_regions"] == 7
+    assert (db / "CURRENT").read_text() == gen
+
 
 def test_name_mismatch_and_person_folders_combine(tagged, tmp_path, fr_examples):
     """A people folder (ids = folder names, names from people.json) and XMP tags feed one

@@ -136,7 +136,9 @@ class XmpImportReport:
         db: the database path.
         photos: photos looked at.
         tagged: photos with at least one named face region.
-        regions: named face regions found.
+        regions: named face regions found (not counting facekit's own).
+        facekit_regions: named regions facekit itself wrote (``identify --write-xmp``, marked
+            by its extension): its own unreviewed guesses, so never enrolled.
         enrolled: faces added to the database.
         people: person id -> faces added this run.
         new_people: ids of people created by this run.
@@ -151,6 +153,7 @@ class XmpImportReport:
     photos: int = 0
     tagged: int = 0
     regions: int = 0
+    facekit_regions: int = 0
     enrolled: int = 0
     people: dict[str, int] = field(default_factory=dict)
     new_people: list[str] = field(default_factory=list)
@@ -166,6 +169,7 @@ class XmpImportReport:
             "photos": self.photos,
             "tagged": self.tagged,
             "regions": self.regions,
+            "facekit_regions": self.facekit_regions,
             "enrolled": self.enrolled,
             "people": dict(sorted(self.people.items())),
             "new_people": self.new_people,
@@ -255,7 +259,11 @@ def import_xmp(
             report.errors.append(str(exc))
             continue
         report.problems.extend(found.problems)
-        named = [r for r in found.faces if r.name]
+        # regions facekit wrote itself (identify --write-xmp) are its own guesses: enrolling
+        # them would train the gallery on its mistakes. A photo manager that saves a reviewed
+        # tag rewrites the region without facekit's extension, and then it counts.
+        report.facekit_regions += sum(1 for r in found.faces if r.name and r.facekit)
+        named = [r for r in found.faces if r.name and not r.facekit]
         if named:
             regions[path] = named
             report.tagged += 1

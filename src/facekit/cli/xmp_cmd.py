@@ -127,7 +127,12 @@ def import_xmp_cmd(
                 f"done: {report.enrolled} faces enrolled for {len(report.people)} people "
                 f"({len(report.new_people)} new) in {db_path} (photos: {report.photos}, "
                 f"{report.tagged} tagged; {report.regions} named regions, "
-                f"{len(report.unmatched)} unmatched, {len(report.skipped)} already stored, "
+                + (
+                    f"{report.facekit_regions} written by facekit (not enrolled), "
+                    if report.facekit_regions
+                    else ""
+                )
+                + f"{len(report.unmatched)} unmatched, {len(report.skipped)} already stored, "
                 f"{len(report.mismatches)} name mismatches, {len(report.errors)} errors)",
                 highlight=False,
                 markup=False,
