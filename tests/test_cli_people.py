@@ -150,6 +150,20 @@ def test_build_index_does_not_undo(ws):
     assert "alex_lacamoire" in rows
 
 
+def test_import_of_own_export_says_it_pins_names(ws, tmp_path):
+    """Importing the export back pins the names (a new generation): the message says so,
+    instead of a bare "matches the database" that reads like a no-op."""
+    people, db = ws
+    (people / "people.json").write_text('{"obama": "Barack Obama"}')
+    assert run("build-index", str(people), "-d", db, "-j", "1", "-q").returncode == 0
+    (tmp_path / "named.csv").write_text("id,name\nobama,Barack Obama\n")
+    r = run("people", "import", str(tmp_path / "named.csv"), "-d", db)
+    assert r.returncode == 0
+    assert "names of 1 people are now kept over people.json" in r.stderr, r.stderr
+    r = run("people", "import", str(tmp_path / "named.csv"), "-d", db)
+    assert r.returncode == 0 and r.stderr.startswith("unchanged:"), r.stderr
+
+
 def test_export_import(ws, tmp_path):
     _, db = ws
     out = tmp_path / "people.csv"

@@ -648,6 +648,7 @@ def import_people(
                 why = str(_unknown(st.db, st.edits, pid)).split(": ", 1)[-1]
                 raise InputError(f"{path}: entry {pid!r}: {why}; nothing changed")
         changed = []
+        pinned = []
         for pid, entry in entries.items():
             p = st.persons[pid]
             entry = dict(entry)
@@ -669,12 +670,19 @@ def import_people(
             if isinstance(name, str) and name.strip() and st.edits["names"].get(pid) != name:
                 st.edits["names"][pid] = name
                 st.dirty = True
+                pinned.append(pid)
         st.dirty = st.dirty or bool(changed)
         msg = (
             f"{len(changed)} of {len(entries)} people updated from {path}"
             if changed
             else f"{path} matches the database"
         )
+        if pinned and not changed:
+            # names equal, but now kept over people.json: a real (edit-only) change
+            msg += (
+                f"; the names of {len(pinned)} people are now kept over people.json / "
+                "people.csv by build-index"
+            )
         return PeopleChange("import", str(path), bool(changed), msg, people=changed)
 
     return _write(db_path, key, change)
