@@ -344,3 +344,48 @@ def test_planned_samples_for_progress(clip: Path, long_gop: Path) -> None:
     st = DecodeStats()
     list(iter_frames(long_gop, stats=st))
     assert st.planned is None  # every frame: unknown in advance
+
+
+def _segmented(path: Path, parts: int, **kw: object) -> list[tuple[float, int, float | None]]:
+    """Sample ``path`` in ``parts`` ranges of the plan's targets, as the Ray engine's actors
+    do (``select``), and join them the way it does (a frame repeated at a seam is dropped)."""
+    from facekit.decode import plan_samples
+
+    plan = plan_samples(probe(path), str(path), **kw)  # type: ignore[arg-type]
+    assert plan.targets is not None
+    n = len(plan.targets)
+    bounds = [round(k * n / parts) for k in range(parts + 1)]
+    out: list[tuple[float, int, float | None]] = []
+    for lo, hi in zip(bounds, bounds[1:]):
+        for f in iter_frames(path, select=(lo, hi), **kw):  # type: ignore[arg-type]
+            if not out or f.time > out[-1][0] + 1e-6:
+                out.append((f.time, frame_no(f.rgb), f.target))
+    return out
+
+
+@pytest.mark.parametrize(
+    "video,kw",
+    [
+        ("clip", {"interval": 0.7, "sampling": "exact"}),
+        ("clip", {"interval": 0.7, "sampling": "keyframe"}),  # neighbours share keyframes
+        ("clip", {"interval": 0.3, "sampling": "keyframe"}),
+        ("clip", {"interval": 2.6, "sampling": "keyframe"}),
+        ("clip", {"frames": 17, "sampling": "auto"}),
+        ("clip", {"interval": 0.5, "start": 3.0, "end": 9.5}),
+        ("long_gop", {"interval": 0.9}),
+        ("vfr", {"interval": 0.5, "sampling": "exact"}),  # gaps longer than the interval
+        ("vfr", {"interval": 0.5, "sampling": "keyframe"}),
+    ],
+)
+@pytest.mark.parametrize("parts", [2, 3, 7])
+def test_segments_give_the_frames_of_a_whole_run(
+    request: pytest.FixtureRequest, tmp_path: Path, video: str, kw: dict, parts: int
+) -> None:
+    if video == "vfr":
+        pts = [0, 100, 200, 1500, 1600, 4000, 4100, 4200, 6900, 7000]
+        path = encode(tmp_path / "vfr.mp4", numbered(len(pts)), fps=10, gop=3, pts_ms=pts)
+    else:
+        path = request.getfixturevalue(video)
+    whole = [(f.time, frame_no(f.rgb), f.target) for f in iter_frames(path, **kw)]
+    assert len(whole) >= 3
+    assert _segmented(path, parts, **kw) == whole

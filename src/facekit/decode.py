@@ -47,6 +47,9 @@ __all__ = [
     "VideoInfo",
     "Frame",
     "DecodeStats",
+    "SamplePlan",
+    "plan_samples",
+    "check_start",
     "Sampling",
     "VIDEO_EXTENSIONS",
     "probe",
@@ -356,6 +359,87 @@ def sample_times(
     return None
 
 
+def check_start(info: VideoInfo, name: str, start: float | None) -> None:
+    """Raise :class:`InputError` when ``start`` is at or past the end of a video of known duration."""
+    if start is not None and info.duration > 0 and start >= info.duration - _EPS:
+        raise InputError(
+            f"{name}: start {start:g} s is at or past the end of the video "
+            f"({info.duration:.2f} s long)"
+        )
+
+
+@dataclass(frozen=True)
+class SamplePlan:
+    """What :func:`iter_frames` will sample from a file (see :func:`plan_samples`).
+
+    Attributes:
+        targets: target times (``None``: every frame).
+        mode: ``"exact"``, ``"keyframe"`` or ``"all"``.
+        adapted: ``min_samples`` evenly spread samples replace ``interval``'s.
+        planned: samples expected (``None``: unknown).
+        unbounded: the duration is unknown: targets are extended while decoding.
+    """
+
+    targets: tuple[float, ...] | None
+    mode: str
+    adapted: bool
+    planned: int | None
+    unbounded: bool
+
+
+def plan_samples(
+    info: VideoInfo,
+    name: str,
+    *,
+    interval: float | None = None,
+    frames: int | None = None,
+    start: float | None = None,
+    end: float | None = None,
+    sampling: str = "auto",
+    min_samples: int | None = None,
+) -> SamplePlan:
+    """The sampling plan :func:`iter_frames` follows for a probed file (same arguments)."""
+    if frames and frames > (most := _most_samples(info)):
+        # More samples than the video has frames would only repeat frames (and 10^9 of
+        # them would exhaust memory before the first one): one per frame at most.
+        log.info("%s: --frames %d capped at the video's %d frames", name, frames, most)
+        frames = most
+    targets = sample_times(
+        info.duration,
+        interval=interval,
+        frames=frames,
+        start=start,
+        end=end,
+        min_samples=None if frames else min_samples,
+    )
+    adapted = bool(
+        targets is not None
+        and interval
+        and not frames
+        and min_samples
+        and len(targets)
+        > len(sample_times(info.duration, interval=interval, start=start, end=end) or [])
+    )
+    step = None
+    if targets is not None:
+        step = (
+            interval
+            if interval and not frames and not adapted
+            else ((targets[1] - targets[0]) if len(targets) > 1 else max(info.duration, 1.0))
+        )
+    mode = choose_sampling(info, step, "exact" if adapted and sampling == "auto" else sampling)
+    end_t = end if end is not None else math.inf
+    unbounded = bool(
+        targets is not None and interval and not frames and info.duration <= 0 and end is None
+    )
+    planned = (
+        None if targets is None or unbounded else _planned(info, targets, mode, start or 0.0, end_t)
+    )
+    return SamplePlan(
+        tuple(targets) if targets is not None else None, mode, adapted, planned, unbounded
+    )
+
+
 def choose_sampling(info: VideoInfo, step: float | None, requested: str = "auto") -> str:
     """The strategy ``auto`` picks for a file: see the module docstring."""
     if requested not in SAMPLINGS:
@@ -392,6 +476,7 @@ def iter_frames(
     sampling: str = "auto",
     stats: DecodeStats | None = None,
     min_samples: int | None = None,
+    select: tuple[int, int] | None = None,
 ) -> Iterator[Frame]:
     """Stream sampled frames of a video as RGB arrays, in time order.
 
@@ -406,6 +491,12 @@ def iter_frames(
         min_samples: with ``interval``, at least this many samples evenly spread over a short
             clip (see :func:`sample_times`); ``auto`` sampling then takes exact times, since a
             short clip has too few keyframes to give that many distinct samples.
+        select: ``(lo, hi)``: only the samples for the plan's targets ``lo`` to ``hi - 1``
+            (ignored when there are no targets, i.e. every frame is returned)
+            (:func:`plan_samples`), exactly the frames a whole run gives for them - one
+            segment of a distributed run (:mod:`facekit.ray_engine`). A frame that also
+            serves the previous segment's last target (a variable-frame-rate gap) is
+            returned again; the caller drops it.
 
     Yields:
         :class:`Frame` objects; ``rgb`` is ``(H, W, 3) uint8`` with rotation applied.
@@ -423,62 +514,51 @@ def iter_frames(
     try:
         info = _probe_open(container, name)
         stats.info = info
-        if start is not None and info.duration > 0 and start >= info.duration - _EPS:
-            raise InputError(
-                f"{name}: start {start:g} s is at or past the end of the video "
-                f"({info.duration:.2f} s long)"
-            )
-        if frames and frames > (most := _most_samples(info)):
-            # More samples than the video has frames would only repeat frames (and 10^9 of
-            # them would exhaust memory before the first one): one per frame at most.
-            log.info("%s: --frames %d capped at the video's %d frames", name, frames, most)
-            frames = most
-        targets = sample_times(
-            info.duration,
+        check_start(info, name, start)
+        plan = plan_samples(
+            info,
+            name,
             interval=interval,
             frames=frames,
             start=start,
             end=end,
-            min_samples=None if frames else min_samples,
+            sampling=sampling,
+            min_samples=min_samples,
         )
-        adapted = bool(
-            targets is not None
-            and interval
-            and not frames
-            and min_samples
-            and len(targets)
-            > len(sample_times(info.duration, interval=interval, start=start, end=end) or [])
-        )
-        stats.adapted = adapted
-        step = None
-        if targets is not None:
-            step = (
-                interval
-                if interval and not frames and not adapted
-                else ((targets[1] - targets[0]) if len(targets) > 1 else max(info.duration, 1.0))
-            )
-        mode = choose_sampling(info, step, "exact" if adapted and sampling == "auto" else sampling)
-        stats.sampling = mode
+        stats.adapted = plan.adapted
+        stats.sampling = mode = plan.mode
+        targets = list(plan.targets) if plan.targets is not None else None
+        # select: only the samples of targets[lo:hi] (one segment of a distributed run).
+        keep_lo, keep_hi = -math.inf, math.inf
+        first_segment = select is None or select[0] == 0
+        if select is not None and targets is not None:
+            first, stop = select
+            if mode == "keyframe":
+                # Keyframe choices depend on the choices before them: decode the keyframes
+                # from the start as a whole run would (cheap), convert only this segment's.
+                keep_lo = targets[first] if first < len(targets) else math.inf
+                keep_hi = targets[stop - 1] if 0 < stop <= len(targets) else -math.inf
+            else:  # exact: the first frame at or after each target, found by seeking
+                targets = targets[first:stop]
         container.seek(0, backward=True, any_frame=False)  # probe decoded the first frame
         stream = container.streams.video[0]
         tb = float(stream.time_base)
         t0 = info.start_time
         fps = info.fps or 25.0
         end_t = end if end is not None else math.inf
-        unbounded = bool(
-            targets is not None and interval and not frames and info.duration <= 0 and end is None
-        )
-        stats.planned = (
-            None
-            if targets is None or unbounded
-            else _planned(info, targets, mode, start or 0.0, end_t)
-        )
+        unbounded = plan.unbounded and select is None
+        stats.planned = plan.planned
 
         def time_of(fr: Any) -> float | None:
             pts = fr.pts if fr.pts is not None else fr.dts
             return None if pts is None else pts * tb - t0
 
-        def make(fr: Any, t: float, target: float | None) -> Frame:
+        past = [False]
+
+        def make(fr: Any, t: float, target: float | None) -> Frame | None:
+            if target is not None and not (keep_lo - _EPS <= target <= keep_hi + _EPS):
+                past[0] = target > keep_hi
+                return None  # outside the selected segment: not converted, not kept
             stats.kept += 1
             return Frame(
                 max(t, 0.0), _to_rgb(fr), int(round(max(t, 0.0) * fps)), bool(fr.key_frame), target
@@ -496,9 +576,11 @@ def iter_frames(
                         continue
                     if t >= end_t:
                         break
-                    yield make(fr, t, None)
+                    frame = make(fr, t, None)
+                    assert frame is not None
+                    yield frame
             elif mode == "keyframe":
-                yield from _keyframe_samples(
+                for f in _keyframe_samples(
                     container,
                     stream,
                     targets or [],
@@ -509,7 +591,11 @@ def iter_frames(
                     unbounded,
                     interval,
                     start or 0.0,
-                )
+                ):
+                    if f is not None:
+                        yield f
+                    elif past[0]:  # the segment's last target is done
+                        break
             else:
                 yield from _exact_samples(
                     container,
@@ -525,11 +611,12 @@ def iter_frames(
                     t0,
                 )
         except av.FFmpegError as exc:
-            if stats.kept == 0 and stats.decoded == 0:
+            # A later segment (select) that cannot decode is where a whole run stopped early.
+            if stats.kept == 0 and stats.decoded == 0 and first_segment:
                 raise InputError(f"{name}: cannot decode video ({_ffmpeg_problem(exc)})") from None
             stats.warning = f"{name}: decoding stopped early ({_ffmpeg_problem(exc)})"
             log.warning("%s", stats.warning)
-        if stats.decoded == 0:
+        if stats.decoded == 0 and first_segment:
             raise InputError(f"{name}: no decodable video frames")
     finally:
         container.close()

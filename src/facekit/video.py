@@ -331,8 +331,13 @@ class VideoAggregator:
         embeddings: Any,
         matches: Sequence[Any],
         frame_index: int | None = None,
+        face_crops: np.ndarray | None = None,
     ) -> None:
-        """Add one sample: its faces (:class:`~facekit.types.Faces`), embeddings and matches (one per face)."""
+        """Add one sample: its faces (:class:`~facekit.types.Faces`), embeddings and matches (one per face).
+
+        ``face_crops`` (``(n, CROP_SIZE, CROP_SIZE, 3) uint8``, one per face, cut where the frame
+        was decoded) stand in for ``rgb`` when the frame itself is not here.
+        """
         self.sample_times.append(float(time))
         best: dict[
             str, tuple[float, int, bool, str | None]
@@ -381,10 +386,11 @@ class VideoAggregator:
             )
             if not known:
                 self._unknown(label).best_size = max(self._unknown(label).best_size, score)
-            if self.options.crops and rgb is not None and better:
-                from .align import box_crops
-
-                tr.crop = box_crops(rgb, faces.xyxy[i : i + 1], size=CROP_SIZE)[0]
+            if self.options.crops and better and face_crops is not None:
+                tr.crop = face_crops[i]
+                tr.crop_time = float(time)
+            elif self.options.crops and rgb is not None and better:
+                tr.crop = track_crop(rgb, faces, i)
                 tr.crop_time = float(time)
 
     def _unknown(self, label: str) -> _Unknown:
@@ -492,6 +498,13 @@ class VideoAggregator:
         return known + unknown
 
 
+def track_crop(rgb: np.ndarray, faces: Any, i: int) -> np.ndarray:
+    """Face ``i`` of ``faces`` cut from ``rgb`` as a report crop (``CROP_SIZE`` square, uint8)."""
+    from .align import box_crops
+
+    return box_crops(rgb, faces.xyxy[i : i + 1], size=CROP_SIZE)[0]
+
+
 def _unit(v: np.ndarray) -> np.ndarray:
     v = np.asarray(v, np.float32)
     n = float(np.linalg.norm(v))
@@ -557,7 +570,9 @@ def analyse_frames(
         counters: filled with ``embedded`` / ``followed`` face counts.
         engine: a Ray :class:`~facekit.engine.Engine`: detection runs on its actors from the
             first sample (decoding, embedding and aggregation stay here, so the report is
-            the same as a local run's).
+            the same as a local run's). :func:`analyse_video` uses this only for plans that
+            cannot be split into ranges of sample times (every frame, unknown duration);
+            otherwise the actors decode too (:func:`analyse_detected`).
     """
     import time as _time
     from collections import deque
@@ -658,6 +673,58 @@ def analyse_frames(
     return agg.finish(), agg
 
 
+def analyse_detected(
+    items: Iterable[tuple[Frame, Any, dict[str, np.ndarray], np.ndarray | None]],
+    pipeline: Any,
+    identifier: Any,
+    calibration: Any,
+    options: VideoOptions,
+    *,
+    source: str,
+    on_sample: Callable[[Frame], None] | None = None,
+    timings: dict[str, float] | None = None,
+    counters: dict[str, int] | None = None,
+) -> tuple[list[PersonTrack], VideoAggregator]:
+    """Like :func:`analyse_frames` for samples already decoded and detected elsewhere (the
+    Ray engine's segments): ``(frame, faces, aligned crops per recogniser, report crops)``
+    per sample, in time order; ``frame.rgb`` may be empty. Embedding, tracking,
+    identification and aggregation run here exactly as in :func:`analyse_frames`.
+    """
+    import time as _time
+
+    from .tracking import Resolved, SampleResolver
+
+    agg = VideoAggregator(calibration, options, source)
+    timings = timings if timings is not None else {}
+    timings.setdefault("decode", 0.0)
+    timings.setdefault("analyse", 0.0)
+
+    def emit(r: Resolved) -> None:
+        frame, face_crops = r.item
+        agg.add(frame.time, None, r.faces, r.embeddings, r.matches, frame.index, face_crops)
+        if on_sample is not None:
+            on_sample(frame)
+
+    resolver = SampleResolver(pipeline.ensemble, identifier, emit, track=options.track)
+    it = iter(items)
+    while True:
+        t0 = _time.perf_counter()
+        item = next(it, None)
+        t1 = _time.perf_counter()
+        timings["decode"] += t1 - t0  # waiting for the remote decode + detect
+        if item is None:
+            break
+        frame, faces, crops, face_crops = item
+        resolver.add((frame, face_crops), faces, crops)
+        timings["analyse"] += _time.perf_counter() - t1
+    t1 = _time.perf_counter()
+    resolver.flush()
+    timings["analyse"] += _time.perf_counter() - t1
+    if counters is not None:
+        counters.update(embedded=resolver.embedded, followed=resolver.followed)
+    return agg.finish(), agg
+
+
 def _announce_total(
     frames: Iterator[Frame], stats: DecodeStats, on_total: Callable[[int | None], None]
 ) -> Iterator[Frame]:
@@ -695,7 +762,8 @@ def analyse_video(
         on_sample: called after each analysed sample (progress bars).
         on_total: called once, when decoding starts, with the number of samples expected
             (``None`` when unknown, e.g. a file without a duration).
-        engine: run detection on a Ray cluster (:mod:`facekit.ray_engine`); default local.
+        engine: run on a Ray cluster (:mod:`facekit.ray_engine`): each actor decodes and
+            detects its own ranges of sample times; default local.
 
     Returns:
         A :class:`VideoReport`.
@@ -711,33 +779,57 @@ def analyse_video(
     options = options or VideoOptions()
     name = os.fspath(path)
     stats = DecodeStats()
-    frames = iter_frames(
-        name,
+    sampling_args: dict[str, Any] = dict(
         interval=None if options.frames else options.interval,
         frames=options.frames,
         start=options.start,
         end=options.end,
         sampling=options.sampling,
-        stats=stats,
         min_samples=options.min_samples,
     )
-    if on_total is not None:
-        frames = _announce_total(frames, stats, on_total)
     timings: dict[str, float] = {}
     counters: dict[str, int] = {}
-    people, agg = analyse_frames(
-        frames,
-        pipeline,
-        identifier,
-        db.calibration,
-        options,
-        source=name,
-        on_sample=on_sample,
-        timings=timings,
-        planned=lambda: stats.planned,
-        counters=counters,
-        engine=engine,
-    )
+    segments = None
+    if engine is not None and engine.name == "ray":
+        from .ray_engine import video_segments
+        from .tracking import supports
+
+        if supports(pipeline):
+            # Each actor decodes and detects its own range of sample times of the file.
+            segments = video_segments(
+                engine, pipeline.config, name, sampling_args, crops=options.crops, stats=stats
+            )
+    if segments is not None:
+        if on_total is not None:
+            on_total(stats.planned)
+        people, agg = analyse_detected(
+            segments,
+            pipeline,
+            identifier,
+            db.calibration,
+            options,
+            source=name,
+            on_sample=on_sample,
+            timings=timings,
+            counters=counters,
+        )
+    else:
+        frames = iter_frames(name, stats=stats, **sampling_args)
+        if on_total is not None:
+            frames = _announce_total(frames, stats, on_total)
+        people, agg = analyse_frames(
+            frames,
+            pipeline,
+            identifier,
+            db.calibration,
+            options,
+            source=name,
+            on_sample=on_sample,
+            timings=timings,
+            planned=lambda: stats.planned,
+            counters=counters,
+            engine=engine,
+        )
     info = stats.info
     return VideoReport(
         name,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -223,7 +224,11 @@ def video_cmd(
     (the others are still reported); 5 database error; 130 interrupted.
     """
     setup_logging(verbose, quiet)
-    with handle_errors(), engine_scope(engine, ray_address, None) as eng:
+    # Ray actors for video: $FACEKIT_WORKERS as for local worker processes, else one per CPU
+    # of the cluster.
+    env_workers = os.environ.get("FACEKIT_WORKERS", "")
+    actors = max(1, int(env_workers)) if env_workers.isdigit() else None
+    with handle_errors(), engine_scope(engine, ray_address, actors) as eng:
         from dataclasses import replace
 
         from ..database import Database
