@@ -18,10 +18,10 @@ results in order:
   from the previous sample's identities which faces need an embedding), exactly as locally.
 
 Why Ray Core actors and not Ray Data (the first version used ``map_batches`` with an actor
-pool): measured on this 2-core machine, Ray Data's planning and actor-pool start-up cost
-3-5 s before the first actor loaded its models (plain actors: under 1 s), its streaming
-executor runs in the driver, and it hands out whole blocks, so the tail of a run idled one
-actor. A work queue over plain restartable actors is what is left once those are removed.
+pool): measured on this 2-core machine, Ray Data's planning and actor-pool start-up took
+6-8 s from ``ray.init`` to the first actor loading its models, plain actors 0.3-1.1 s
+(docs/distributed.md); its streaming executor runs in the driver, and it hands out whole
+blocks of paths. A work queue over plain restartable actors is what is left without them.
 
 Worker failures are Ray's to retry: actors are restartable (``max_restarts=-1``) and their
 calls retried (``max_task_retries=-1``), so a killed worker process costs time, not
