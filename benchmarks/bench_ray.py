@@ -11,11 +11,13 @@ Figures go to docs/performance.md ("Ray engine").
 
     python benchmarks/bench_ray.py --repeats 3            # photos
     python benchmarks/bench_ray.py --no-photos --video 600  # a 10-minute generated video
+    python benchmarks/bench_ray.py --no-photos --video 600 --interval 1  # exact sampling
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import resource
@@ -102,19 +104,23 @@ class TreeCPU(threading.Thread):
             self.seen[pid] = (kind, cpu)
 
     def run(self) -> None:
-        last: dict[str, float] = {}
+        last: dict[int, float] = {}
         while not self.stop.is_set():
             self._poll()
-            now = self.totals()
-            busy = {k: now.get(k, 0.0) - last.get(k, 0.0) for k in now}
-            if last and busy.get("actors", 0.0) + busy.get("workers", 0.0) > 0:
+            delta = {pid: cpu - last.get(pid, 0.0) for pid, (_, cpu) in self.seen.items()}
+            working = [pid for pid, d in delta.items() if d > 0 and self._pipeline(pid)]
+            if last and working:
                 # the pipeline was working: what did everything else cost meanwhile?
                 self.work_polls += 1
-                for k, v in busy.items():
-                    if k not in ("actors", "workers"):
-                        self.during_work[k] = self.during_work.get(k, 0.0) + v
-            last = now
+                for pid, d in delta.items():
+                    if not self._pipeline(pid):
+                        kind = self.seen[pid][0]
+                        self.during_work[kind] = self.during_work.get(kind, 0.0) + d
+            last = {pid: cpu for pid, (_, cpu) in self.seen.items()}
             self.stop.wait(POLL)
+
+    def _pipeline(self, pid: int) -> bool:
+        return self.seen[pid][0] in ("actors", "workers")
 
     def totals(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -123,7 +129,9 @@ class TreeCPU(threading.Thread):
         return out
 
 
-def run(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> dict:
+def run(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, keep_stdout: bool = False
+) -> dict:
     """One CLI run: wall, CPU of the process tree (total, and by kind of process as last
     seen), load before, and stderr (one line)."""
     load = os.getloadavg()[0]
@@ -132,18 +140,18 @@ def run(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> dict:
     proc = subprocess.Popen(
         [sys.executable, "-m", "facekit", *args],
         cwd=cwd,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE if keep_stdout else subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "COLUMNS": "400", **(env or {})},
     )
     tree = TreeCPU(proc.pid)
     tree.start()
-    _, stderr = proc.communicate()
+    stdout, stderr = proc.communicate()
     wall = time.perf_counter() - t0
     tree.stop.set()
     tree.join()
-    r = subprocess.CompletedProcess(proc.args, proc.returncode, "", stderr)
+    r = subprocess.CompletedProcess(proc.args, proc.returncode, stdout or "", stderr)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if r.returncode not in (0, 1, 3):
         raise SystemExit(f"facekit {' '.join(args)} failed ({r.returncode}): {r.stderr[-2000:]}")
@@ -156,6 +164,7 @@ def run(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> dict:
         "load": load,
         "err": " ".join(r.stderr.split()),
         "by_kind": tree.totals(),
+        "stdout": r.stdout,
         "during_work": tree.during_work,
         "work_seconds": tree.work_polls * POLL,
     }
@@ -247,7 +256,7 @@ def bench_photos(tmp: Path, repeats: int) -> None:
         print(f"steady state (warm actors): ray 2 vs 1 actors {steady[2] / steady[1]:.2f}x")
 
 
-def bench_video(tmp: Path, seconds: int, repeats: int) -> None:
+def bench_video(tmp: Path, seconds: int, repeats: int, interval: float) -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from bench_video import make_video  # type: ignore[import-not-found]
 
@@ -265,8 +274,9 @@ def bench_video(tmp: Path, seconds: int, repeats: int) -> None:
     runs: dict[str, list[dict]] = {label: [] for label, _, _ in configs}
     for _ in range(repeats):
         for label, extra, env in configs:
-            args = ["video", str(video), "-d", str(db), "--interval", "5", "--format", "json"]
-            runs[label].append(run([*args, "-v", *extra], tmp, env))
+            args = ["video", str(video), "-d", str(db), "--interval", f"{interval:g}"]
+            args += ["--format", "json"]
+            runs[label].append(run([*args, "-v", *extra], tmp, env, keep_stdout=True))
     rows = [_summary(label, runs[label], seconds, "x real time") for label, _, _ in configs]
     print(
         "\n| engine | wall best (median) | CPU | x real time | load before | ray split "
@@ -287,6 +297,16 @@ def bench_video(tmp: Path, seconds: int, repeats: int) -> None:
             f"| {seconds / b['wall']:.0f}x | {b['load']:.1f} | {split} | {_kinds(b)} "
             f"| {_overhead(b)} |"
         )
+    reports = set()
+    for label, _, _ in configs:
+        for r in runs[label]:
+            rec = json.loads(r["stdout"])
+            for cost in ("timings", "frames_decoded"):
+                rec.pop(cost, None)
+            reports.add(json.dumps(rec, sort_keys=True))
+    print(
+        f"\nreports identical across all runs (timings, frames_decoded aside): {len(reports) == 1}"
+    )
     w = {r["label"]: r["best"]["wall"] for r in rows}
     print(
         f"\nvideo end-to-end: ray 2 vs 1 actors {w['ray, 1 actor'] / w['ray, 2 actors']:.2f}x; "
@@ -301,6 +321,12 @@ def main() -> None:
     ap.add_argument(
         "--video", type=int, default=0, help="also a generated video of this many seconds"
     )
+    ap.add_argument(
+        "--interval",
+        type=float,
+        default=5.0,
+        help="video sampling interval (5: keyframe sampling on this video; 1: exact times)",
+    )
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -308,7 +334,7 @@ def main() -> None:
         if not a.no_photos:
             bench_photos(tmp, a.repeats)
         if a.video:
-            bench_video(tmp, a.video, a.repeats)
+            bench_video(tmp, a.video, a.repeats, a.interval)
 
 
 if __name__ == "__main__":
