@@ -93,3 +93,30 @@ def test_face_records_and_rows_of_a_result():
     assert [r["face"] for r in rows] == [0, 1]
     assert rows[0]["emb_dlib"].shape == (128,) and rows[0]["landmarks"].shape == (10,)
     assert "emb_dlib" not in face_rows(result, with_embeddings=False)[0]
+
+
+def test_table_never_crops_columns_at_80():
+    """Columns that do not fit the terminal fold instead of being cropped away (db info on 80
+    columns showed 7 of 15 fields; identify lost its note); one wide record goes vertical."""
+    info = {f"field_{i:02d}": f"value-{i:02d}" for i in range(15)}
+    out = io.StringIO()
+    render_rows([info], out, width=80)
+    got = out.getvalue()
+    assert max(len(line) for line in got.splitlines()) <= 80
+    for k, v in info.items():
+        assert k in got and v in got, (k, got)
+    faces = [
+        {
+            "source": f"album/photo_{i}.jpg",
+            "face": i,
+            "person": "Barack H. Obama (obama)",
+            "confidence": 99,
+            "note": "nearest: obama (8)" if i else "",
+        }
+        for i in range(3)
+    ]
+    out = io.StringIO()
+    render_rows(faces, out, width=70, columns=list(faces[0]))
+    got = out.getvalue()
+    assert max(len(line) for line in got.splitlines()) <= 70
+    assert "note" in got and "nearest" in got and "99" in got, got

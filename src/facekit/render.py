@@ -239,14 +239,32 @@ def render_rows(
             r[j] = v
         if base:
             title = f"{title or cols[j]} in {base}"
+    widths = [
+        min(max([len(c)] + [len(r[j]) for r in cells]), limit if j in paths else 10**6)
+        for j, c in enumerate(cols)
+    ]
+    # Rich crops the rightmost columns away (silently) when the columns' minimum widths do not
+    # fit the terminal: `db info` on 80 columns showed 7 of its 15 fields, identify lost its
+    # note column. Then every column may shrink and fold; and one record whose headers alone
+    # do not fit is shown as field/value lines.
+    fits = sum(w + 3 for w in widths) + 1 <= console.width
+    headers_fit = sum(len(c) + 3 for c in cols) + 1 <= console.width
+    if len(rows) == 1 and not fits and not headers_fit:
+        table = Table(title=title, show_lines=False, header_style="bold", pad_edge=False)
+        table.add_column("field", no_wrap=True)
+        table.add_column("value", overflow="fold")
+        for c, v in zip(cols, cells[0]):
+            table.add_row(c, v)
+        console.print(table)
+        return
     table = Table(title=title, show_lines=False, header_style="bold", pad_edge=False)
     for j, c in enumerate(cols):
-        wide = max([len(c)] + [len(r[j]) for r in cells])
+        wide = widths[j]
         if j in paths:  # already shortened to fit: never folded over two lines
-            table.add_column(c, no_wrap=True, min_width=min(wide, limit))
-        elif wide <= 24:  # short values (ids, numbers, boxes) stay whole; long text wraps
+            table.add_column(c, no_wrap=True, min_width=wide if fits else None)
+        elif wide <= 24 and fits:  # short values (ids, numbers, boxes) stay whole
             table.add_column(c, no_wrap=True, min_width=wide)
-        else:
+        else:  # long text, or too many columns for the terminal: wrap within the column
             table.add_column(c, overflow="fold")
     for r in cells:
         table.add_row(*r)
