@@ -101,17 +101,44 @@ def ray_cluster(tmp_path_factory):
         os.environ.pop("RAY_AUTH_MODE", None)
 
 
+def _processes_of(marker: str) -> set[int]:
+    """Processes whose command line mentions ``marker``, and all their descendants (Ray
+    renames its agents and workers, e.g. ``ray::DashboardAgent``, so they lose the marker)."""
+    parent: dict[int, int] = {}
+    found: set[int] = set()
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                parent[int(d)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                if marker.encode() in f.read():
+                    found.add(int(d))
+        except (OSError, ValueError, IndexError):
+            continue
+    grew = True
+    while grew:
+        kids = {pid for pid, pp in parent.items() if pp in found} - found
+        grew = bool(kids)
+        found |= kids
+    return found
+
+
 def _stop_processes_of(marker: str) -> None:
-    """SIGTERM, then SIGKILL, every process whose command line mentions ``marker``."""
+    """SIGTERM every process of this cluster, then SIGKILL what is left after a grace period
+    (gcs_server and raylet do not always exit on SIGTERM)."""
+    pids = _processes_of(marker)
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-        pids = [int(ln.split()[0]) for ln in ps.splitlines()[1:] if marker in ln]
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
+        deadline = time.time() + 5
+        while pids and time.time() < deadline:
+            pids = {pid for pid in pids if os.path.exists(f"/proc/{pid}")}
+            time.sleep(0.2)
         if not pids:
             return
-        time.sleep(3)
 
 
 def facekit(*args: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess:
