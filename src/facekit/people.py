@@ -6,7 +6,9 @@ gallery changed (merge, remove, move-face; not rename or import, which change on
 Running the same change twice changes nothing the second time.
 
 Faces are named by a stable id (``face_uid``, shown as ``face`` by ``people show`` and as
-``gallery_face`` in identify's candidates) that survives every later write.
+``gallery_face`` in identify's candidates) that survives every later write while the photo is
+unchanged (a changed photo or ``--rebuild`` re-embeds the face under a new id; moves still
+follow it, matched by photo and box).
 
 **Edits survive build-index.** A people folder is re-scanned by every ``build-index`` run,
 which would otherwise undo the edits. So each generation also stores the edits themselves

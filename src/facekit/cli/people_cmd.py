@@ -90,10 +90,11 @@ def show_cmd(
     quiet: QuietOpt = False,
     verbose: VerboseOpt = 0,
 ) -> None:
-    """Show a person's stored faces: stable face id, photo, box, origin, yaw.
+    """Show a person's stored faces: face id, photo, box, origin, yaw.
 
     The face id is what `people move-face` takes; identify reports the matching gallery face
-    as gallery_face.
+    as gallery_face. It is kept while the photo is unchanged; `build-index --rebuild` gives
+    new ids.
 
     Example:
 
@@ -229,7 +230,11 @@ def restore_cmd(
 @people_app.command("move-face")
 def move_face_cmd(
     face: Annotated[
-        int, typer.Argument(metavar="FACE_ID", help="Stable face id (people show; gallery_face).")
+        int,
+        typer.Argument(
+            metavar="FACE_ID",
+            help="Face id (people show; identify's gallery_face); kept while the photo is unchanged, new after --rebuild.",
+        ),
     ],
     to: Annotated[str, typer.Option("--to", metavar="ID", help="The person the face belongs to.")],
     create: Annotated[
