@@ -165,7 +165,10 @@ def test_incremental_agrees_with_a_full_run_on_lfw_dev(lfw_dev):
         refs=[refs_all[i] for i in o] + [refs_all[i] for i in nw],
         previous=first.to_record(),
     )
-    full = cluster_faces(emb[np.concatenate([o, nw])], CAL)
+    # An update keeps the cut of the last full run (the default cut grows with the number of
+    # faces; `cluster --rebuild` re-derives it), so the full run it must agree with is the one
+    # at that cut. (At the cut for all 787 faces the agreement is 0.973: measured, docs/clustering.md.)
+    full = cluster_faces(emb[np.concatenate([o, nw])], CAL, threshold=first.threshold)
     agree = pairwise_f1(full.labels, res.labels)
     assert agree >= 0.99, agree
     truth = np.array([Path(refs_all[i].source).parent.name for i in np.concatenate([o, nw])])
