@@ -165,3 +165,20 @@ def test_sigterm_is_handled_like_ctrl_c(many_photos, tmp_path, fr_examples):
             for p in workers:
                 if alive(p):
                     os.kill(p, signal.SIGKILL)
+
+
+def test_resource_tracker_says_nothing_after_an_interrupted_run():
+    """A semaphore left registered at an abrupt exit (as a killed pool leaves one) makes
+    multiprocessing's resource tracker print 'leaked semaphore' warnings on the inherited
+    stderr, after facekit's last line; the CLI's entry point turns them off."""
+    code = (
+        "import multiprocessing as mp, os, sys\n"
+        "from facekit.cli import quiet_resource_tracker\n"
+        "if sys.argv[1] == 'quiet': quiet_resource_tracker()\n"
+        "s = mp.get_context('spawn').Semaphore()\n"
+        "os._exit(0)\n"
+    )
+    loud = subprocess.run([sys.executable, "-c", code, "loud"], capture_output=True, text=True)
+    assert "leaked semaphore" in loud.stderr  # the failure the entry point prevents
+    quiet = subprocess.run([sys.executable, "-c", code, "quiet"], capture_output=True, text=True)
+    assert quiet.stderr == ""

@@ -96,6 +96,20 @@ def _root(
     """Face recognition for photo and video libraries."""
 
 
+def quiet_resource_tracker() -> None:
+    """Keep multiprocessing's resource tracker from writing to stderr.
+
+    The tracker, a helper process started with this interpreter's ``-W`` options, cleans up
+    the worker pool's semaphores itself but reports them as "leaked" when a run is interrupted
+    (SIGTERM, Ctrl-C), after facekit's one-line error, where scripts read the last line.
+    """
+    import sys
+
+    option = "ignore::UserWarning:multiprocessing.resource_tracker"
+    if option not in sys.warnoptions:
+        sys.warnoptions.append(option)
+
+
 def main() -> None:
     """Console-script entry point.
 
@@ -109,6 +123,7 @@ def main() -> None:
     import os
     import sys
 
+    quiet_resource_tracker()
     try:
         app()
         code = 0
