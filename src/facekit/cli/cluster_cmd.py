@@ -341,7 +341,7 @@ def cluster_cmd(
         float | None,
         typer.Option(
             "--threshold",
-            help="Fused-evidence cut (default 2.75: 0.3% false merges per comparison).",
+            help="Fused-evidence cut. Default: the cut at which at most 1% of faces land in another person's cluster, for the number of faces clustered (about 2.9 at 300 faces, 3.2 at 2,000 with dlib).",
         ),
     ] = None,
     sheets: Annotated[
