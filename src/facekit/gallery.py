@@ -391,13 +391,10 @@ def build_index(
             plan, old, compatible, config, new_rows, new_vecs, report, rebuild
         )
         if edits:
-            from .people import apply_edits
+            from .people import apply_edits_to_build
 
-            applied = apply_edits(faces, edits)
-            if not applied.keep.all():
-                faces = faces[applied.keep].reset_index(drop=True)
-                vectors = {m: v[applied.keep] for m, v in vectors.items()}
-            report.skipped.extend(applied.skipped)
+            faces, vectors, skipped = apply_edits_to_build(faces, vectors, edits)
+            report.skipped.extend(skipped)
         persons = _persons(plan, faces, meta, old)
         if edits and old is not None:
             from .people import pinned_persons

@@ -406,13 +406,10 @@ def build_from_embeddings(
             ignore_index=True,
         )
         if edits:
-            from .people import apply_edits
+            from .people import apply_edits_to_build
 
-            applied = apply_edits(faces, edits)
-            if not applied.keep.all():
-                faces = faces[applied.keep].reset_index(drop=True)
-                vectors = {m: v[applied.keep] for m, v in vectors.items()}
-            report.skipped.extend(applied.skipped)
+            faces, vectors, skipped = apply_edits_to_build(faces, vectors, edits)
+            report.skipped.extend(skipped)
         persons = persons_for(faces, warn=True)
         report.people_removed = sorted(set(old.persons) - set(persons)) if old is not None else []
         extra = carried_manifest(old.manifest) if old is not None else {}

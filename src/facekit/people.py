@@ -55,6 +55,7 @@ __all__ = [
     "export_people",
     "import_people",
     "apply_edits",
+    "apply_edits_to_build",
     "resolve_person",
     "normalise_edits",
 ]
@@ -768,6 +769,18 @@ def apply_edits(faces: Any, edits: Mapping[str, Any]) -> AppliedEdits:
             out.skipped.append((s, "its face was moved to a person removed with facekit people"))
     faces["person"] = person
     return out
+
+
+def apply_edits_to_build(
+    faces: Any, vectors: dict[str, np.ndarray], edits: Mapping[str, Any]
+) -> tuple[Any, dict[str, np.ndarray], list[tuple[str, str]]]:
+    """:func:`apply_edits` for a build: the faces table and its parallel embedding arrays
+    without the rows of removed people, and the ``(source, reason)`` of what was skipped."""
+    applied = apply_edits(faces, edits)
+    if not applied.keep.all():
+        faces = faces[applied.keep].reset_index(drop=True)
+        vectors = {m: v[applied.keep] for m, v in vectors.items()}
+    return faces, vectors, applied.skipped
 
 
 def pinned_persons(

@@ -770,16 +770,7 @@ def _update_mwg(
 ) -> list[Box]:
     """Merge ``new`` (with normalised displayed-frame boxes) into the MWG regions; returns
     the areas (normalised, displayed frame) of the facekit regions removed."""
-    desc = None
-    el = None
-    for d in _descriptions(root):
-        el = d.find(f"{{{MWGRS}}}Regions")
-        if el is not None:
-            desc = d
-            break
-    if desc is None or el is None:
-        desc = _first_description(root)
-        el = _resource(desc, f"{{{MWGRS}}}Regions")
+    el = _find_or_add(root, f"{{{MWGRS}}}Regions")
     node = _node(el)
     if node is el and el.get(f"{{{RDF}}}parseType") != "Resource" and list(el) == []:
         el.set(f"{{{RDF}}}parseType", "Resource")
@@ -849,6 +840,16 @@ def _update_mwg(
     return removed
 
 
+def _find_or_add(root: ET.Element, tag: str) -> ET.Element:
+    """The first ``tag`` property of any rdf:Description, or a new empty resource of that
+    name on the first description."""
+    for d in _descriptions(root):
+        el = d.find(tag)
+        if el is not None:
+            return el
+    return _resource(_first_description(root), tag)
+
+
 def _update_mp(
     root: ET.Element,
     new: Sequence[tuple[NewRegion, Box]],
@@ -856,16 +857,7 @@ def _update_mp(
     display: tuple[int, int],
     report: WriteReport,
 ) -> None:
-    desc = None
-    el = None
-    for d in _descriptions(root):
-        el = d.find(f"{{{MP}}}RegionInfo")
-        if el is not None:
-            desc = d
-            break
-    if desc is None or el is None:
-        desc = _first_description(root)
-        el = _resource(desc, f"{{{MP}}}RegionInfo")
+    el = _find_or_add(root, f"{{{MP}}}RegionInfo")
     bag = _bag(_node(el), f"{{{MPRI}}}Regions")
     old = []
     for li in bag.findall(f"{{{RDF}}}li"):
