@@ -319,3 +319,46 @@ def test_video_on_ray_cluster_matches_local(ray_cluster, shared, fr_examples, tm
     assert out["local"][0] == out["ray"][0]
     assert out["ray"][1] > 0
     assert out["ray"][0]["samples"] >= 6 and out["ray"][0]["people"]  # at least one track found
+
+
+def test_video_with_the_tracker_on_ray_matches_local(ray_cluster, lfw, tmp_path):
+    """A slideshow of still photos, where the tracker follows faces instead of embedding
+    them: the actors embed every face, the driver uses only the embeddings a local run
+    computes, and the report and every per-face row are the same."""
+    import pandas as pd
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_video import make_gallery, make_slideshow
+
+    video = make_slideshow(tmp_path / "slides.mp4", lfw)
+    people = make_gallery(tmp_path / "people", lfw)
+    assert facekit("build-index", str(people), "-d", "db", "-q", cwd=tmp_path).returncode == 0
+    out = {}
+    for name, extra in (("local", []), ("ray", ["--engine", "ray", "--ray-address", ray_cluster])):
+        r = facekit(
+            "video",
+            str(video),
+            "-d",
+            "db",
+            "--interval",
+            "1",
+            "--detections",
+            f"{name}.parquet",
+            "--format",
+            "json",
+            "-v",
+            *extra,
+            cwd=tmp_path,
+        )
+        assert r.returncode in (0, 1), r.stderr
+        rec = json.loads(r.stdout)
+        rec.pop("timings", None)
+        rec.pop("frames_decoded")
+        counts = [ln.split(": ", 1)[1] for ln in r.stderr.splitlines() if "followed by" in ln]
+        out[name] = (rec, counts)
+    assert out["local"] == out["ray"]
+    followed = int(out["ray"][1][0].split(", ")[-1].split()[0])
+    assert followed > 0, out["ray"][1]
+    a, b = (pd.read_parquet(tmp_path / f"{n}.parquet") for n in ("local", "ray"))
+    pd.testing.assert_frame_equal(a, b)
+    assert {p["person"] for p in out["ray"][0]["people"]} >= {"Bill_Clinton", "Serena_Williams"}

@@ -15,6 +15,7 @@ from facekit.tracking import (
     TRACK_MAX_FOLLOW,
     SampleResolver,
     box_iou,
+    thumbnails,
 )
 from facekit.types import Faces
 
@@ -188,3 +189,95 @@ def test_cut_to_another_person_in_the_same_framing_is_not_followed(tmp_path) -> 
     by = {p.person: p.segments for p in rep.known}
     assert by == {"Bill_Clinton": [(0, 5), (12, 17)], "Serena_Williams": [(6, 11)]}
     assert rep.counters["followed"] > 0  # the tracker did work within the shots
+
+
+def test_embeddings_given_with_the_samples_give_the_same_decisions() -> None:
+    """The Ray engine's actors embed every face; the resolver must take the same decisions
+    and use those embeddings only for the faces it would have embedded itself."""
+    samples = [(faces_at(10), crops_of(200)) for _ in range(6)]
+    samples += [(faces_at(10, 300), crops_of(100, 50)) for _ in range(3)]
+    samples += [(faces_at(10 + 300 * (k % 2)), crops_of(50)) for k in range(BATCH_SAMPLES + 2)]
+    local, res_local, calls_local = run(samples)
+    ens = FakeEnsemble()
+    given = []
+    res = SampleResolver(ens, FakeIdentifier(), given.append)
+    helper = FakeEmbedder()
+    for k, (faces, crops) in enumerate(samples):
+        vectors = {"dlib": helper.embed_crops(crops["dlib"])}
+        res.add(k, faces, vectors=vectors, thumbs=thumbnails(ens, crops))
+    res.flush()
+    assert ens.embedders[0].calls == []  # nothing embedded by the resolver itself
+    assert res_local.followed > 0 and calls_local
+    assert (res.embedded, res.followed) == (res_local.embedded, res_local.followed)
+    for a, b in zip(local, given, strict=True):
+        assert a.item == b.item and a.followed == b.followed
+        assert [m.identity for m in a.matches] == [m.identity for m in b.matches]
+        # followed faces carry zeros in both: the precomputed embedding is not used for them
+        np.testing.assert_array_equal(a.embeddings.vectors["dlib"], b.embeddings.vectors["dlib"])
+    with pytest.raises(ValueError):
+        res.add(99, faces_at(10))
+
+
+def test_embeddings_computed_where_the_samples_are_detected_match_a_local_run(
+    tmp_path, monkeypatch
+) -> None:
+    """What a Ray actor computes for its range (facekit.video.detect_range: detections,
+    every face's embedding, thumbnails, report crops) is bit for bit what a local run
+    computes, and analyse_detected gives the local report, on a slideshow where the tracker
+    follows faces (so the choice of which embeddings to use matters)."""
+    from conftest import shared_dir
+    from facekit.decode import DecodeStats, iter_frames
+    from facekit.identify import Identifier
+    from facekit.index import Database
+    from facekit.pipeline import Pipeline
+    from facekit.tracking import detect_and_crop
+    from facekit.video import (
+        MIN_SAMPLES,
+        VideoOptions,
+        analyse_detected,
+        analyse_video,
+        detect_range,
+    )
+    from test_video import build_db, make_slideshow
+
+    lfw = shared_dir() / "datasets" / "lfw-dev"
+    if not lfw.is_dir():
+        pytest.skip(f"{lfw} not found: real-photo tests need the shared data folder")
+    monkeypatch.setenv("FACEKIT_WORKERS", "1")  # the local run in this process, no pool
+    db = Database.open(build_db(tmp_path, lfw))
+    pipe, ident = Pipeline(db.config), Identifier(db)
+    video = str(make_slideshow(tmp_path / "slides.mp4", lfw))
+    options = VideoOptions(interval=1, sampling="exact")
+    local = analyse_video(video, db, pipe, ident, options)
+    assert local.counters["followed"] > 0 and local.counters["embedded"] > 0
+
+    sampling = dict(interval=1, frames=None, start=None, end=None, sampling="exact")
+    sampling["min_samples"] = MIN_SAMPLES
+    items = detect_range(pipe, video, sampling, None, crops=True, stats=DecodeStats())
+    frames = list(iter_frames(video, **sampling))
+    assert [it.frame.time for it in items] == [f.time for f in frames] == local.sample_times
+    n_faces = 0
+    for item, frame in zip(items, frames, strict=True):
+        assert item.frame.rgb.size == 0  # no pixels travel
+        faces, crops = detect_and_crop(pipe, frame.rgb)
+        np.testing.assert_array_equal(item.faces.xyxy, faces.xyxy)
+        for e in pipe.ensemble.embedders:
+            here = e.embed_crops(crops[e.model_id])
+            assert item.vectors[e.model_id].dtype == np.float32
+            np.testing.assert_array_equal(item.vectors[e.model_id], here)  # bit for bit
+        np.testing.assert_array_equal(item.thumbs, thumbnails(pipe.ensemble, crops))
+        n_faces += len(faces)
+    assert n_faces == local.counters["embedded"] + local.counters["followed"]
+
+    counters: dict[str, int] = {}
+    people, agg = analyse_detected(
+        items, pipe, ident, db.calibration, options, source=video, counters=counters
+    )
+    assert counters == local.counters
+    assert agg.detections == local.detections
+    key = [(p.person, p.name, p.segments, p.times, p.confidences) for p in people]
+    assert key == [(p.person, p.name, p.segments, p.times, p.confidences) for p in local.people]
+    for a, b in zip(people, local.people, strict=True):
+        assert (a.crop is None) == (b.crop is None)
+        if a.crop is not None:
+            np.testing.assert_array_equal(a.crop, b.crop)

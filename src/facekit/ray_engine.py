@@ -13,9 +13,11 @@ results in order:
   per-file errors as data.
 - **Video** (:func:`video_segments`): the sampling plan is split into ranges of sample
   times; each :class:`_SegmentActor` opens the file itself, seeks to its range with PyAV,
-  decodes, detects and cuts the aligned and report crops. Frames never travel. Embedding,
-  tracking and identification stay in the driver (they are sequential: the tracker decides
-  from the previous sample's identities which faces need an embedding), exactly as locally.
+  decodes, detects, embeds every face and cuts the report crops
+  (:func:`facekit.video.detect_range`). Frames and aligned crops never travel. Tracking,
+  identification and aggregation stay in the driver (they are sequential: the tracker
+  decides from the previous sample's identities which faces need an embedding); for those
+  faces it uses the actors' embeddings, which are bit for bit those a local run computes.
 
 Why Ray Core actors and not Ray Data (the first version used ``map_batches`` with an actor
 pool): measured on this 2-core machine, Ray Data's planning and actor-pool start-up took
@@ -49,6 +51,7 @@ from .errors import EngineError, FacekitError, InputError, ModelError, UsageErro
 if TYPE_CHECKING:  # pragma: no cover
     from .pipeline import PipelineConfig
     from .types import ImageResult
+    from .video import DetectedSample
 
 log = logging.getLogger(__name__)
 
@@ -200,11 +203,12 @@ class _PipelineActor:
 
 @dataclass
 class RunStats:
-    """Where the time of one :meth:`RayEngine.map_paths` run went (wall-clock seconds).
+    """Where the time of one :meth:`RayEngine.map_paths` or :func:`video_segments` run went
+    (wall-clock seconds).
 
     Attributes:
         actors: pipeline actors used.
-        files: files processed.
+        files: files processed (video: samples kept).
         connect: joining or starting the cluster (0 when already connected).
         startup: from the first actor being asked for until every actor had its models
             loaded (actor processes, imports, model load).
@@ -523,15 +527,20 @@ SEGMENT_SAMPLES = 48
 
 
 class _SegmentActor:
-    """Decodes and detects one range of a video's sample times per call (models loaded once).
+    """Decodes, detects and embeds one range of a video's sample times per call (models
+    loaded once, in ``__init__``).
 
-    Only the detections, the recognisers' aligned crops and small report crops travel back:
-    never whole frames.
+    Only the detections, the embeddings of every face, the tracker's thumbnails and small
+    report crops travel back (:class:`~facekit.video.DetectedSample`): never frames or
+    aligned crops.
     """
 
     def __init__(self, config: PipelineConfig, cwd: str, env: dict[str, str]):
+        import time
+
         from .pipeline import Pipeline
 
+        self.started = time.time()
         _actor_setup(cwd, env)
         self.error: FacekitError | None = None
         try:
@@ -539,35 +548,30 @@ class _SegmentActor:
         except FacekitError as exc:  # raised again by every call: one clear error, no restarts
             self.error = exc
             self.pipeline = None
+        self.ready_at = time.time()
+
+    def ready(self) -> tuple[float, float, int]:
+        """``(started, ready_at, pid)``: when the actor began and finished loading its models."""
+        return self.started, self.ready_at, os.getpid()
 
     def run(
         self, path: str, sampling: dict[str, Any], lo: int, hi: int, crops: bool
-    ) -> tuple[list[Any], tuple[int, int, str | None, float]]:
-        """Samples ``lo`` to ``hi - 1`` of the plan: ``[(frame without pixels, faces, aligned
-        crops, report crops)]`` and ``(frames decoded, seeks, warning, seconds spent)``."""
+    ) -> tuple[list[Any], tuple[int, int, str | None], tuple[float, float, float]]:
+        """Samples ``lo`` to ``hi - 1`` of the plan: the :class:`~facekit.video.DetectedSample`
+        list, ``(frames decoded, seeks, warning)`` and ``(start, end, CPU seconds)`` of the
+        work."""
         import time
 
-        import numpy as np
-
-        from .decode import DecodeStats, Frame, iter_frames
-        from .tracking import detect_and_crop
-        from .video import track_crop
+        from .decode import DecodeStats
+        from .video import detect_range
 
         if self.error is not None:
             raise self.error
-        t0 = time.perf_counter()
+        t0, c0 = time.time(), time.process_time()
         stats = DecodeStats()
-        out = []
-        for fr in iter_frames(path, stats=stats, select=(lo, hi), **sampling):
-            faces, aligned = detect_and_crop(self.pipeline, fr.rgb)
-            report = (
-                np.stack([track_crop(fr.rgb, faces, i) for i in range(len(faces))])
-                if crops and len(faces)
-                else None
-            )
-            light = Frame(fr.time, np.zeros((0, 0, 3), np.uint8), fr.index, fr.keyframe, fr.target)
-            out.append((light, faces, aligned, report))
-        return out, (stats.decoded, stats.seeks, stats.warning, time.perf_counter() - t0)
+        out = detect_range(self.pipeline, path, sampling, (lo, hi), crops=crops, stats=stats)
+        spent = (t0, time.time(), time.process_time() - c0)
+        return out, (stats.decoded, stats.seeks, stats.warning), spent
 
 
 def _get(ray: Any, ref: Any) -> Any:
@@ -591,14 +595,15 @@ def video_segments(
     *,
     crops: bool,
     stats: Any,
-) -> Iterator[tuple[Any, Any, dict[str, Any], Any]] | None:
-    """Decode and detect a video's samples on the cluster, each actor taking its own ranges
-    of sample times (it seeks there with PyAV), so this process decodes nothing.
+) -> Iterator[DetectedSample] | None:
+    """Decode, detect and embed a video's samples on the cluster, each actor taking its own
+    ranges of sample times (it seeks there with PyAV), so this process decodes and embeds
+    nothing.
 
     The sampling plan is computed here exactly as :func:`facekit.decode.iter_frames` computes
     it, split into contiguous ranges of :data:`SEGMENT_SAMPLES` targets, and each range is
-    sampled by the same code with ``select``: the frames are those of a whole run. Samples
-    come back per range, in time order.
+    sampled by the same code with ``select`` (:func:`facekit.video.detect_range`): the frames
+    are those of a whole run. Samples come back per range, in time order.
 
     Args:
         sampling: :func:`~facekit.decode.iter_frames` keyword arguments (interval, frames,
@@ -608,9 +613,10 @@ def video_segments(
             (``decoded`` and ``seeks`` summed over the segments).
 
     Returns:
-        An iterator of ``(frame without pixels, faces, aligned crops, report crops)``, or
-        ``None`` when the plan cannot be split (every frame, or a file without a duration):
-        the caller then decodes here and only detection is distributed.
+        An iterator of :class:`~facekit.video.DetectedSample`, or ``None`` when the plan
+        cannot be split (every frame, or a file without a duration): the caller then decodes
+        here and only detection is distributed. :attr:`RayEngine.stats` describes the run
+        once the iterator is exhausted (``files``: samples).
 
     Raises:
         InputError: the file cannot be opened (checked here first, as a local run does).
@@ -627,6 +633,7 @@ def video_segments(
     stats.sampling = plan.mode
     stats.adapted = plan.adapted
     stats.planned = plan.planned
+    connected = engine._ray is not None
     engine._connect()
     engine._ensure_models(config)
     n = len(plan.targets)
@@ -640,6 +647,7 @@ def video_segments(
     bounds = [round(k * n / parts) for k in range(parts + 1)]
     ranges = [(bounds[k], bounds[k + 1]) for k in range(parts) if bounds[k + 1] > bounds[k]]
     env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
+    engine.stats = RunStats(connect=0.0 if connected else engine.connect_seconds)
     actors = engine.actors(_SegmentActor, n_actors, config, os.getcwd(), env)
     return _fold_segments(engine, actors, path, sampling, ranges, crops, stats)
 
@@ -652,11 +660,15 @@ def _fold_segments(
     ranges: list[tuple[int, int]],
     crops: bool,
     stats: Any,
-) -> Iterator[tuple[Any, Any, dict[str, Any], Any]]:
+) -> Iterator[DetectedSample]:
+    import time
+
     ray = engine._ray
     queue = iter(enumerate(ranges))
     inflight: dict[Any, tuple[Any, int]] = {}
     done: dict[int, Any] = {}
+    index = {id(a): k for k, a in enumerate(actors)}
+    spans: list[tuple[int, float, float, int]] = []  # actor, start, end, samples
 
     def submit(actor: Any) -> None:
         nxt = next(queue, None)
@@ -664,45 +676,64 @@ def _fold_segments(
             k, (lo, hi) = nxt
             inflight[actor.run.remote(path, sampling, lo, hi, crops)] = (actor, k)
 
-    import time
+    def collect(refs: list[Any]) -> None:
+        for ref in refs:
+            actor, j = inflight.pop(ref)
+            done[j] = _get(ray, ref)
+            samples, _, (start, end, cpu) = done[j]
+            spans.append((index[id(actor)], start, end, len(samples)))
+            engine.stats.cpu += cpu
+            submit(actor)
 
     last = -math.inf
     t0 = time.perf_counter()
-    busy = 0.0
+    asked = time.time()
     try:
+        readies = [a.ready.remote() for a in actors]
         for a in actors:
             for _ in range(IN_FLIGHT):
                 submit(a)
+        engine.stats.actors = len(actors)
         for k in range(len(ranges)):
             while k not in done:
-                [ref], _ = ray.wait(list(inflight), num_returns=1)
-                actor, j = inflight.pop(ref)
-                done[j] = _get(ray, ref)
-                submit(actor)
-            samples, (decoded, seeks, warning, spent) = done.pop(k)
-            busy += spent
+                ready, _ = ray.wait(list(inflight), num_returns=1)
+                collect(ready)
+            if inflight:  # keep every actor fed while this process folds the range
+                ready, _ = ray.wait(list(inflight), num_returns=len(inflight), timeout=0)
+                collect(ready)
+            samples, (decoded, seeks, warning), _ = done.pop(k)
             stats.decoded += decoded
             stats.seeks += seeks
             for item in samples:
-                if item[0].time <= last + 1e-6:
+                if item.frame.time <= last + 1e-6:
                     continue  # a frame that also served the previous range's last target
-                last = item[0].time
+                last = item.frame.time
                 stats.kept += 1
                 yield item
             if warning:  # a whole run stops at the damage: so do we
                 stats.warning = warning
                 log.warning("%s", warning)
                 break
+        engine.stats.startup = max(r[1] for r in ray.get(readies)) - asked
     finally:
         engine.kill(actors)
         wall = time.perf_counter() - t0
+        st = engine.stats
+        st.files = stats.kept
+        if spans:
+            engine._account(spans)
         log.info(
             "ray: %d actors, %d segments, %d samples; connect %.1f s, start-up + work %.1f s "
-            "(actors busy %.0f%%)",
+            "(actors busy %.0f%%); actor start-up %.1f s, work %.1f s (%.1f samples/s once "
+            "warm, %.0f ms CPU a sample)",
             len(actors),
             len(ranges),
             stats.kept,
             engine.connect_seconds,
             wall,
-            100 * busy / max(wall * len(actors), 1e-9),
+            100 * st.busy / max(wall * len(actors), 1e-9),
+            st.startup,
+            st.work,
+            st.warm_rate,
+            1000 * st.cpu / max(sum(n for *_, n in spans), 1),
         )

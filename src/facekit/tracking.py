@@ -17,6 +17,13 @@ long videos) and hands the detections, with each recogniser's aligned crops, to 
   :data:`BATCH_SAMPLES` samples (or :data:`BATCH_FACES` faces) and embedded and identified
   in one call per recogniser. A sample whose face may follow a face still waiting in the
   batch flushes the batch first, so every decision is taken on resolved faces.
+* **Embeddings computed elsewhere.** The Ray engine's actors embed every face of their
+  samples where they detected them (:func:`embed_samples`) and send the embeddings and the
+  tracker's thumbnails instead of the aligned crops. The resolver then takes the same
+  decisions and, for the faces it would have embedded, uses those embeddings instead of
+  embedding the crops; the embeddings of followed faces are dropped. An embedding does not
+  depend on the batch it was computed in (checked bit for bit on dlib and MobileFaceNet,
+  ``tests/test_tracking.py``), so the result is the same.
 
 Every decision depends only on the sequence of samples, never on timing, so a run with
 worker processes gives exactly the same report as one without.
@@ -35,6 +42,9 @@ from .types import Embeddings, Faces
 __all__ = [
     "SampleResolver",
     "Resolved",
+    "detect_and_crop",
+    "embed_samples",
+    "thumbnails",
     "box_iou",
     "thumbnail",
     "TRACK_MIN_IOU",
@@ -80,6 +90,15 @@ def thumbnail(crop: np.ndarray) -> np.ndarray:
     return small / n if n > 0 else small
 
 
+def thumbnails(ensemble: Any, crops: dict[str, np.ndarray]) -> np.ndarray:
+    """``(n, 32 * 32) float32``: the tracker's :func:`thumbnail` of each face, from the first
+    recogniser's aligned crops (``(0, 1024)`` without recognisers or faces)."""
+    first = ensemble.embedders[0].model_id if ensemble.embedders else None
+    if first is None or not len(crops.get(first, ())):
+        return np.zeros((0, THUMB * THUMB), np.float32)
+    return np.stack([thumbnail(c) for c in crops[first]])
+
+
 @dataclass
 class _Face:
     box: np.ndarray
@@ -94,7 +113,8 @@ class _Face:
 class _Sample:
     item: Any
     faces: Faces
-    crops: dict[str, np.ndarray]
+    crops: dict[str, np.ndarray] | None
+    vectors: dict[str, np.ndarray] | None  # every face's embedding, computed elsewhere
     tracked: list[_Face]
 
 
@@ -149,21 +169,32 @@ class SampleResolver:
         self.followed = 0
 
     # ------------------------------------------------------------------ public
-    def add(self, item: Any, faces: Faces, crops: dict[str, np.ndarray]) -> None:
-        """Add the next sample: its detections and each recogniser's aligned crops."""
-        first = self.ensemble.embedders[0].model_id if self.ensemble.embedders else None
-        thumbs = (
-            [thumbnail(c) for c in crops[first]]
-            if self.track and first is not None and len(faces)
-            else [None] * len(faces)
-        )
-        tracked = [_Face(faces.xyxy[i].copy(), thumbs[i]) for i in range(len(faces))]
+    def add(
+        self,
+        item: Any,
+        faces: Faces,
+        crops: dict[str, np.ndarray] | None = None,
+        *,
+        vectors: dict[str, np.ndarray] | None = None,
+        thumbs: np.ndarray | None = None,
+    ) -> None:
+        """Add the next sample: its detections and either each recogniser's aligned crops
+        (embedded here when needed) or ``vectors``, every face's embedding per recogniser,
+        computed where the sample was detected, with ``thumbs`` (:func:`thumbnails`)."""
+        if vectors is None and crops is None:
+            raise ValueError("a sample needs its aligned crops or its embeddings")
+        if self.track and len(faces):
+            rows = thumbs if thumbs is not None else thumbnails(self.ensemble, crops or {})
+            thumb: list[np.ndarray | None] = list(rows) if len(rows) else [None] * len(faces)
+        else:
+            thumb = [None] * len(faces)
+        tracked = [_Face(faces.xyxy[i].copy(), thumb[i]) for i in range(len(faces))]
         if self.track and len(faces) and self.previous:
             iou = box_iou(faces.xyxy, np.stack([f.box for f in self.previous]))
             if any(f.match is None for f in self.previous) and (iou >= TRACK_MIN_IOU).any():
                 self.flush()  # decide on resolved faces only
             self._follow(tracked, iou)
-        self.pending.append(_Sample(item, faces, crops, tracked))
+        self.pending.append(_Sample(item, faces, crops, vectors, tracked))
         self.previous = tracked
         n_faces = sum(
             1 for s in self.pending for f in s.tracked if f.follows is None and f.match is None
@@ -182,10 +213,19 @@ class SampleResolver:
             if f.follows is None and f.match is None
         ]
         if todo:
+            # Embeddings computed elsewhere are taken as they are; the others are embedded
+            # here, in one call per recogniser.
+            here = [k for k, (s, _) in enumerate(todo) if s.vectors is None]
             vectors = {}
             for e in self.ensemble.embedders:
-                batch = np.concatenate([s.crops[e.model_id][i : i + 1] for s, i in todo])
-                vectors[e.model_id] = e.embed_crops(batch)
+                out = np.zeros((len(todo), e.dim), np.float32)
+                for k, (s, i) in enumerate(todo):
+                    if s.vectors is not None:
+                        out[k] = s.vectors[e.model_id][i]
+                if here:
+                    batch = [_crop(*todo[k], e.model_id) for k in here]
+                    out[here] = e.embed_crops(np.stack(batch))
+                vectors[e.model_id] = out
             emb = Embeddings(vectors, dict(self.ensemble.fingerprints))
             matches = self.identifier.match(emb)
             for k, (s, i) in enumerate(todo):
@@ -247,6 +287,11 @@ class SampleResolver:
         )
 
 
+def _crop(s: _Sample, i: int, model: str) -> np.ndarray:
+    assert s.crops is not None  # a sample without embeddings has its crops
+    return s.crops[model][i]
+
+
 def detect_and_crop(pipeline: Any, rgb: np.ndarray) -> tuple[Faces, dict[str, np.ndarray]]:
     """Detect faces in ``rgb`` and cut each recogniser's aligned crops (no embedding)."""
     from .detect import detect_image
@@ -259,6 +304,23 @@ def detect_and_crop(pipeline: Any, rgb: np.ndarray) -> tuple[Faces, dict[str, np
     for e in pipeline.ensemble.embedders if pipeline.ensemble is not None else ():
         crops[e.model_id] = e.crops(rgb, faces) if len(faces) else np.zeros((0, 1, 1, 3), np.uint8)
     return faces, crops
+
+
+def embed_samples(ensemble: Any, crops: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    """Embed every face of several samples (each recogniser's aligned crops per sample, as
+    :func:`detect_and_crop` cuts them), one :meth:`~facekit.embed.Embedder.embed_crops` call
+    per recogniser for all of them, with the recogniser's own flip averaging: the embeddings
+    a :class:`SampleResolver` would compute from the same crops. Returns, per sample, model
+    id -> ``(n, dim) float32``."""
+    sizes = [len(next(iter(c.values()))) if c else 0 for c in crops]
+    bounds = np.cumsum([0, *sizes])
+    out: list[dict[str, np.ndarray]] = [{} for _ in crops]
+    for e in ensemble.embedders:
+        parts = [c[e.model_id] for c, n in zip(crops, sizes) if n]
+        emb = e.embed_crops(np.concatenate(parts)) if parts else np.zeros((0, e.dim), np.float32)
+        for k in range(len(crops)):
+            out[k][e.model_id] = np.ascontiguousarray(emb[bounds[k] : bounds[k + 1]], np.float32)
+    return out
 
 
 def supports(pipeline: Any) -> bool:

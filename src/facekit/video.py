@@ -50,6 +50,9 @@ __all__ = [
     "VideoAggregator",
     "analyse_video",
     "analyse_frames",
+    "analyse_detected",
+    "detect_range",
+    "DetectedSample",
     "PEOPLE_COLUMNS",
     "DETECTION_COLUMNS",
     "MAX_REPRESENTATIVES",
@@ -673,8 +676,68 @@ def analyse_frames(
     return agg.finish(), agg
 
 
+@dataclass
+class DetectedSample:
+    """One video sample decoded, detected and embedded where the file is (a Ray actor): what
+    :func:`analyse_detected` needs of it, without the frame's pixels.
+
+    Attributes:
+        frame: the sample's :class:`~facekit.decode.Frame` with an empty ``rgb``.
+        faces: its detections (:class:`~facekit.types.Faces`).
+        vectors: recogniser -> ``(n, dim) float32`` embeddings of every face (the same
+            alignment, model and flip averaging as a local run; :func:`facekit.tracking.embed_samples`).
+        thumbs: ``(n, 1024) float32`` tracker thumbnails (:func:`facekit.tracking.thumbnails`).
+        face_crops: ``(n, CROP_SIZE, CROP_SIZE, 3) uint8`` report crops, or ``None``.
+    """
+
+    frame: Frame
+    faces: Any
+    vectors: dict[str, np.ndarray]
+    thumbs: np.ndarray
+    face_crops: np.ndarray | None = field(default=None, repr=False)
+
+
+def detect_range(
+    pipeline: Any,
+    path: str,
+    sampling: dict[str, Any],
+    select: tuple[int, int] | None,
+    *,
+    crops: bool,
+    stats: DecodeStats,
+) -> list[DetectedSample]:
+    """Decode samples ``select[0]`` to ``select[1] - 1`` of ``path``'s sampling plan
+    (:func:`facekit.decode.iter_frames` with ``select``; ``None``: every sample), detect their faces, embed every
+    face and cut the report crops: a Ray actor's share of a video. The embeddings are
+    computed once for the whole range (one batch per recogniser); frames are dropped as
+    soon as they have been detected.
+
+    Args:
+        sampling: :func:`~facekit.decode.iter_frames` keyword arguments.
+        crops: also cut the report's face crops.
+        stats: filled in by the decoder.
+    """
+    from .tracking import detect_and_crop, embed_samples, thumbnails
+
+    found = []
+    for fr in iter_frames(path, stats=stats, select=select, **sampling):
+        faces, aligned = detect_and_crop(pipeline, fr.rgb)
+        report = (
+            np.stack([track_crop(fr.rgb, faces, i) for i in range(len(faces))])
+            if crops and len(faces)
+            else None
+        )
+        light = Frame(fr.time, np.zeros((0, 0, 3), np.uint8), fr.index, fr.keyframe, fr.target)
+        found.append((light, faces, aligned, report))
+    vectors = embed_samples(pipeline.ensemble, [aligned for _, _, aligned, _ in found])
+    return [
+        DetectedSample(frame, faces, vec, thumbnails(pipeline.ensemble, aligned), report)
+        for (frame, faces, aligned, report), vec in zip(found, vectors, strict=True)
+    ]
+
+
 def analyse_detected(
-    items: Iterable[tuple[Frame, Any, dict[str, np.ndarray], np.ndarray | None]],
+    items: Iterable[DetectedSample],
     pipeline: Any,
     identifier: Any,
     calibration: Any,
@@ -685,10 +748,11 @@ def analyse_detected(
     timings: dict[str, float] | None = None,
     counters: dict[str, int] | None = None,
 ) -> tuple[list[PersonTrack], VideoAggregator]:
-    """Like :func:`analyse_frames` for samples already decoded and detected elsewhere (the
-    Ray engine's segments): ``(frame, faces, aligned crops per recogniser, report crops)``
-    per sample, in time order; ``frame.rgb`` may be empty. Embedding, tracking,
-    identification and aggregation run here exactly as in :func:`analyse_frames`.
+    """Like :func:`analyse_frames` for samples already decoded, detected and embedded
+    elsewhere (the Ray engine's segments, :func:`detect_range`), in time order. Tracking,
+    identification and aggregation run here exactly as in :func:`analyse_frames`: the
+    tracker takes the same decisions and, for the faces a local run embeds, uses the
+    embeddings that came with the sample (those of followed faces are not used).
     """
     import time as _time
 
@@ -714,8 +778,9 @@ def analyse_detected(
         timings["decode"] += t1 - t0  # waiting for the remote decode + detect
         if item is None:
             break
-        frame, faces, crops, face_crops = item
-        resolver.add((frame, face_crops), faces, crops)
+        resolver.add(
+            (item.frame, item.face_crops), item.faces, vectors=item.vectors, thumbs=item.thumbs
+        )
         timings["analyse"] += _time.perf_counter() - t1
     t1 = _time.perf_counter()
     resolver.flush()
@@ -831,6 +896,14 @@ def analyse_video(
             engine=engine,
         )
     info = stats.info
+    if counters:
+        log.info(
+            "%s: %d samples, %d faces identified by embedding, %d followed by the tracker",
+            name,
+            len(agg.sample_times),
+            counters.get("embedded", 0),
+            counters.get("followed", 0),
+        )
     return VideoReport(
         name,
         info.duration if info else 0.0,
