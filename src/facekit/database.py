@@ -969,8 +969,15 @@ class Database:
         before_replace: Callable[[], None] | None = None,
         discard_encrypted: bool = False,
         people_edits: Mapping[str, Any] | None = None,
+        base: Database | None = None,
     ) -> Calibration:
         """Write a complete new generation and make it live. The caller holds :meth:`lock`.
+
+        ``base`` is the live generation as the caller read it under the lock. For each model
+        whose new vectors are ``base``'s with rows appended (an incremental build that only
+        added faces) or unchanged (a rename), ``base``'s index is extended instead of rebuilt:
+        adding 10 photos to a million faces re-indexes 10 faces, not a million. Any other
+        change (a face removed, re-embedded or reordered) rebuilds the index.
 
         An encrypted database is only replaced with the key that opens it, unless
         ``discard_encrypted``. Encrypting a plaintext database removes its plaintext
@@ -1028,6 +1035,7 @@ class Database:
                 if isinstance(max_strangers, (int, float))
                 else None,
             )
+        indices = cls._extendable_indices(base, live_gen, vectors, storage, fingerprints)
         # --- new generation folder
         gens = _generations(path)
         number = _number(gens[0]) + 1 if gens else 1
@@ -1054,6 +1062,7 @@ class Database:
                     **({"people_edits": True} if people_edits else {}),
                 },
                 people_edits=people_edits or None,
+                indices=indices,
                 files_table=files_table
                 if files_table is not None
                 else pd.DataFrame({c: [] for c in FILE_COLUMNS}),
@@ -1097,6 +1106,42 @@ class Database:
             keep.add(live_gen)  # readers may still use it; dropped when it holds plaintext
         cls._cleanup(path, keep=keep)
         return calibration
+
+    @staticmethod
+    def _extendable_indices(
+        base: Database | None,
+        live_gen: str | None,
+        vectors: Mapping[str, np.ndarray],
+        storage: str,
+        fingerprints: Mapping[str, str],
+    ) -> dict[str, Any]:
+        """model -> ``base``'s index extended by the appended rows, where that is exact."""
+        out: dict[str, Any] = {}
+        if base is None or not live_gen or base.generation != live_gen or not base.n_faces:
+            return out
+        n0 = base.n_faces
+        for m, new in vectors.items():
+            info = base.manifest.get("models", {}).get(m)
+            if (
+                not isinstance(info, dict)
+                or info.get("storage", "float32") != storage
+                or info.get("fingerprint", "") != fingerprints.get(m, "")
+                or new.ndim != 2
+                or len(new) < n0
+                or new.shape[1] != info.get("dim")
+            ):
+                continue
+            try:
+                old = base.vectors.get(m)
+                if old is None or not np.array_equal(old, new[:n0]):
+                    continue
+                idx = base.index(m)
+            except DatabaseError as exc:  # a damaged index is rebuilt, not extended
+                log.debug("%s: index of %s rebuilt (%s)", base.path, m, exc)
+                continue
+            if idx is not None:
+                out[m] = _index.extend(idx, new)
+        return out
 
     @classmethod
     def _carry_edits(cls, path: Path, key: str | None, discarding: bool) -> dict[str, Any] | None:
@@ -1156,6 +1201,7 @@ class Database:
         files_table: Any,
         created: str | None,
         people_edits: Mapping[str, Any] | None = None,
+        indices: Mapping[str, Any] | None = None,
     ) -> crypto.AuthKey | None:
         import pandas as pd
         import pyarrow as pa
@@ -1203,7 +1249,10 @@ class Database:
         for m in models:
             if n:  # an empty gallery has no index (Voyager cannot load an empty one)
                 buf = io.BytesIO()
-                _index.save(_index.build(np.asarray(vectors[m], np.float32), storage), buf)
+                built = (indices or {}).get(m)
+                if built is None:
+                    built = _index.build(np.asarray(vectors[m], np.float32), storage)
+                _index.save(built, buf)
                 blobs[f"index-{m}.voy"] = buf.getvalue()
             model_info[m] = {
                 "fingerprint": fingerprints.get(m, ""),

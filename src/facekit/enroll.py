@@ -249,6 +249,7 @@ def enroll_groups(
             manifest_extra: dict[str, Any] = {}
             storage, encrypt, files = "float32", False, None
             people_dir = None
+            db = None
         else:
             db = Database.open(db_path, key=key)
             models = db.models
@@ -337,6 +338,7 @@ def enroll_groups(
             key=key or os.environ.get(KEY_ENV),
             extra_manifest=manifest_extra,
             files_table=files,
+            base=db,
         )
     return reports
 

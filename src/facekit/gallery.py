@@ -452,6 +452,7 @@ def build_index(
             calibration=calibration,
             discard_encrypted=discard_encrypted,
             people_edits=edits if old is not None else None,
+            base=old if compatible and not rebuild else None,
         )
         report.persons = len(persons)
         report.faces = len(faces)

@@ -435,6 +435,7 @@ def build_from_embeddings(
             files_table=files_table,
             extra_manifest=extra,
             discard_encrypted=discard_encrypted,
+            base=old if compatible and not rebuild else None,
         )
         if videos:
             report.skipped.append((str(table_path), f"{videos} video faces (not gallery photos)"))

@@ -14,7 +14,7 @@ import numpy as np
 
 from .calibration import cosine_distances
 
-__all__ = ["EXACT_MAX", "QUERY_EF", "build", "load", "save", "search"]
+__all__ = ["EXACT_MAX", "QUERY_EF", "build", "extend", "load", "save", "search"]
 
 #: Query-time ``ef`` of the Voyager indices: recall@10 >= 0.99 on face-like data (NOTES.md:
 #: ef=50 gives 0.988-0.997, ef=100 0.999).
@@ -27,7 +27,8 @@ def build(vectors: np.ndarray, storage: str = "float32") -> Any:
     """A cosine Voyager index of ``vectors`` (ids 0..n-1); ``storage`` float32 or e4m3."""
     import voyager
 
-    vectors = np.asarray(vectors, np.float32)
+    # Voyager refuses read-only arrays (e.g. vectors read from a table): copy only then
+    vectors = np.require(vectors, np.float32, ["C_CONTIGUOUS", "WRITEABLE"])
     n, dim = vectors.shape
     storage_type = (
         voyager.StorageDataType.E4M3 if storage == "e4m3" else voyager.StorageDataType.Float32
@@ -42,6 +43,20 @@ def build(vectors: np.ndarray, storage: str = "float32") -> Any:
     )
     if n:
         index.add_items(vectors, ids=np.arange(n))
+    return index
+
+
+def extend(index: Any, vectors: np.ndarray) -> Any:
+    """Add the rows of ``vectors`` that ``index`` does not hold yet (ids ``len(index)..n-1``).
+
+    An index of the first ``len(index)`` rows of ``vectors``, extended, answers like one built
+    from all of them (HNSW inserts one item at a time either way); adding k faces to n costs
+    O(k log n) instead of a rebuild's O(n log n).
+    """
+    n0, n = len(index), len(vectors)
+    if n > n0:
+        new = np.require(vectors[n0:], np.float32, ["C_CONTIGUOUS", "WRITEABLE"])
+        index.add_items(new, ids=np.arange(n0, n, dtype=np.int64))
     return index
 
 

@@ -396,6 +396,7 @@ def _write(
             calibration=None if st.gallery_changed else db.calibration,
             files_table=st.files,
             people_edits=st.edits,
+            base=db,
         )
         result.changed = True
         result.recalibrated = st.gallery_changed

@@ -1,0 +1,133 @@
+"""A commit that only appends faces (or changes none) extends the live generation's Voyager
+index instead of rebuilding it, and the extended index answers as a rebuilt one would; any
+other change rebuilds. Synthetic galleries, no models needed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import facekit.index
+from facekit import people
+from facekit.database import FACE_COLUMNS, Database, Person
+
+
+@pytest.fixture(autouse=True)
+def graph_search(monkeypatch):
+    """Search through the Voyager index from 100 faces up (keeps the galleries small)."""
+    monkeypatch.setattr(facekit.index, "EXACT_MAX", 100)
+
+
+def _gallery(n: int, start: int = 0, people_n: int = 40, seed: int = 0, storage_dim: int = 128):
+    rng = np.random.default_rng(seed)
+    centres = np.random.default_rng(99).normal(size=(people_n, storage_dim)).astype(np.float32)
+    owner = rng.integers(0, people_n, n)
+    vec = centres[owner] + 0.3 * rng.normal(size=(n, storage_dim)).astype(np.float32)
+    vec /= np.linalg.norm(vec, axis=1, keepdims=True)
+    faces = pd.DataFrame({c: [0] * n for c in FACE_COLUMNS})
+    faces["person"] = [f"p{i}" for i in owner]
+    faces["source"] = [f"p{i}/{start + j}.jpg" for j, i in enumerate(owner)]
+    faces["origin"] = "folder"
+    return faces, vec.astype(np.float32)
+
+
+def _persons(n: int = 40) -> dict[str, Person]:
+    return {f"p{i}": Person(f"p{i}", f"Person {i}") for i in range(n)}
+
+
+def _commit(path: Path, faces, vec, *, base=None, storage="float32"):
+    with Database.lock(path):
+        Database.commit(
+            path,
+            faces=faces,
+            vectors={"dlib": vec},
+            persons=_persons(),
+            pipeline={"detector": "dlib-hog"},
+            fingerprints={"dlib": "x"},
+            weights={"dlib": 1.0},
+            storage=storage,
+            base=base,
+        )
+    return Database.open(path)
+
+
+def _no_build(monkeypatch):
+    def refuse(*a, **k):
+        raise AssertionError("the index was rebuilt instead of extended")
+
+    monkeypatch.setattr(facekit.index, "build", refuse)
+
+
+def _self_hits(db: Database, rows: np.ndarray) -> float:
+    """Share of ``rows`` whose own vector finds them first in the stored graph, and that
+    ``Database.knn`` (graph + exact re-rank) finds first."""
+    q = np.array(db.vectors["dlib"][rows], np.float32)
+    ids, _ = db.index("dlib").query(q, k=1)
+    knn, _ = db.knn("dlib", q, 1)
+    return min(float(np.mean(ids[:, 0] == rows)), float(np.mean(knn[:, 0] == rows)))
+
+
+@pytest.mark.parametrize("storage", ["float32", "e4m3"])
+def test_appended_faces_extend_the_index(tmp_path, monkeypatch, storage):
+    path = tmp_path / "db"
+    faces, vec = _gallery(600)
+    db = _commit(path, faces, vec, storage=storage)
+    new_faces, new_vec = _gallery(150, start=600, seed=1)
+    _no_build(monkeypatch)
+    db2 = _commit(
+        path,
+        pd.concat([db.faces, new_faces], ignore_index=True),
+        np.concatenate([db.vectors["dlib"], new_vec]),
+        base=db,
+        storage=storage,
+    )
+    assert db2.n_faces == 750 and len(db2.index("dlib")) == 750
+    # the appended faces are found through the graph under their own row ids, the old ones too
+    assert _self_hits(db2, np.arange(600, 750)) >= 0.99
+    assert _self_hits(db2, np.arange(0, 600, 7)) >= 0.99
+    assert db2.verify().ok
+
+
+def test_unchanged_vectors_reuse_the_index(tmp_path, monkeypatch):
+    path = tmp_path / "db"
+    faces, vec = _gallery(300)
+    db = _commit(path, faces, vec)
+    before = db.manifest["files"]["index-dlib.voy"]
+    _no_build(monkeypatch)
+    people.rename_person(path, "p3", "Someone Else")  # a people edit passes its database
+    db2 = Database.open(path)
+    assert db2.generation != db.generation
+    assert db2.persons["p3"].name == "Someone Else"
+    assert db2.manifest["files"]["index-dlib.voy"] == before
+
+
+def test_other_changes_rebuild(tmp_path, monkeypatch):
+    path = tmp_path / "db"
+    faces, vec = _gallery(400)
+    db = _commit(path, faces, vec)
+    built = []
+    real_build = facekit.index.build
+
+    def counting(v, storage="float32"):
+        built.append(len(v))
+        return real_build(v, storage)
+
+    monkeypatch.setattr(facekit.index, "build", counting)
+    keep = np.ones(400, bool)
+    keep[10:20] = False  # photos removed: rows renumbered, ids would point at other faces
+    db2 = _commit(path, db.faces[keep].reset_index(drop=True), db.vectors["dlib"][keep], base=db)
+    assert built == [390]
+    assert _self_hits(db2, np.arange(0, 390, 3)) >= 0.99
+    changed = db2.vectors["dlib"].copy()
+    changed[0] = changed[1]  # a face re-embedded
+    _commit(path, db2.faces, changed, base=db2)
+    assert built == [390, 390]
+    # a base that is not the live generation is never extended
+    _commit(path, db2.faces, db2.vectors["dlib"], base=db)
+    assert built == [390, 390, 390]
+    # other storage: rebuilt
+    _commit(path, db2.faces, db2.vectors["dlib"], base=Database.open(path), storage="e4m3")
+    assert built == [390, 390, 390, 390]
