@@ -12,6 +12,12 @@ Figures go to docs/performance.md ("Ray engine").
     python benchmarks/bench_ray.py --repeats 3            # photos
     python benchmarks/bench_ray.py --no-photos --video 600  # a 10-minute generated video
     python benchmarks/bench_ray.py --no-photos --video 600 --interval 1  # exact sampling
+    python benchmarks/bench_ray.py --only-ray --photos ../shared/datasets/lfw-dev \
+        ../shared/datasets/lfw-few ../shared/datasets/lfw-singles  # 5,199 photos
+
+``--only-ray`` skips the local-engine rows (for before/after comparisons of the Ray engine).
+For the video it also prints the driver's CPU and how many faces the driver's tracker
+identified by embedding and how many it followed (``-v`` log line of ``facekit video``).
 """
 
 from __future__ import annotations
@@ -38,7 +44,12 @@ PHOTO_LINE = re.compile(
 VIDEO_LINE = re.compile(
     r"ray: (\d+) actors, (\d+) segments, (\d+) samples; connect ([\d.]+) s, "
     r"start-up \+ work ([\d.]+) s \(actors busy (\d+)%\)"
+    # since the actors embed (5 December 2026): their start-up, warm rate and CPU
+    r"(?:; actor start-up ([\d.]+) s, work ([\d.]+) s \(([\d.]+) samples/s once warm, "
+    r"(\d+) ms CPU a sample\))?"
 )
+FACES_LINE = re.compile(r"(\d+) faces identified by embedding, (\d+) followed by the tracker")
+PHOTO_EXTS = (".jpg", ".jpeg", ".png", ".webp")
 
 
 def _category(pid: int, root: int, cmd: str) -> str:
@@ -198,11 +209,13 @@ def _summary(label: str, runs: list[dict], unit_count: float, unit: str) -> dict
     return {"label": label, "best": best, "median": med}
 
 
-def bench_photos(tmp: Path, repeats: int) -> None:
-    lfw = SHARED / "datasets" / "lfw-dev"
-    if not lfw.is_dir():
-        raise SystemExit(f"{lfw} not found")
-    n = sum(1 for _ in lfw.glob("*/*.jpg"))
+def bench_photos(tmp: Path, repeats: int, folders: list[Path], only_ray: bool) -> None:
+    folders = [f.resolve() for f in folders]  # the runs work in a temporary folder
+    for folder in folders:
+        if not folder.is_dir():
+            raise SystemExit(f"{folder} not found")
+    n = sum(1 for f in folders for p in f.rglob("*") if p.suffix.lower() in PHOTO_EXTS)
+    print(f"photos: {n} in {', '.join(str(f) for f in folders)}", flush=True)
     rows = []
     configs = (
         ("local -j 1", ["-j", "1"]),
@@ -210,12 +223,14 @@ def bench_photos(tmp: Path, repeats: int) -> None:
         ("ray, 1 actor", ["--engine", "ray", "-j", "1"]),
         ("ray, 2 actors", ["--engine", "ray", "-j", "2"]),
     )
+    if only_ray:
+        configs = configs[2:]
     runs: dict[str, list[dict]] = {label: [] for label, _ in configs}
     for i in range(repeats):  # interleaved, so that a burst of load hits every config alike
         for label, extra in configs:
             out = tmp / f"out{i}.parquet"
             runs[label].append(
-                run(["embed", str(lfw), "-o", str(out), "--force", "-v", *extra], tmp)
+                run(["embed", *map(str, folders), "-o", str(out), "--force", "-v", *extra], tmp)
             )
     for label, _ in configs:
         rows.append(_summary(label, runs[label], n, "photos/s"))
@@ -235,7 +250,7 @@ def bench_photos(tmp: Path, repeats: int) -> None:
         "| actor CPU a photo |\n|---|---|---|---|---|---|---|"
     )
     steady = {}
-    for row in rows[2:]:
+    for row in [r for r in rows if r["label"].startswith("ray")]:
         m = PHOTO_LINE.search(row["best"]["err"])
         if not m:
             print(f"| {row['label']} | (no ray log line) |")
@@ -247,16 +262,18 @@ def bench_photos(tmp: Path, repeats: int) -> None:
             f"| {ms} ms |"
         )
     w = {r["label"]: r["best"]["wall"] for r in rows}
-    print(
-        f"\nend-to-end: ray 2 vs 1 actors {w['ray, 1 actor'] / w['ray, 2 actors']:.2f}x; "
-        f"local 2 vs 1 {w['local -j 1'] / w['local -j 2']:.2f}x; "
-        f"ray vs local at 2: {w['ray, 2 actors'] / w['local -j 2']:.2f}x the time"
-    )
+    line = f"\nend-to-end: ray 2 vs 1 actors {w['ray, 1 actor'] / w['ray, 2 actors']:.2f}x"
+    if not only_ray:
+        line += (
+            f"; local 2 vs 1 {w['local -j 1'] / w['local -j 2']:.2f}x; "
+            f"ray vs local at 2: {w['ray, 2 actors'] / w['local -j 2']:.2f}x the time"
+        )
+    print(line)
     if 1 in steady and 2 in steady:
         print(f"steady state (warm actors): ray 2 vs 1 actors {steady[2] / steady[1]:.2f}x")
 
 
-def bench_video(tmp: Path, seconds: int, repeats: int, interval: float) -> None:
+def bench_video(tmp: Path, seconds: int, repeats: int, interval: float, only_ray: bool) -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from bench_video import make_video  # type: ignore[import-not-found]
 
@@ -271,6 +288,8 @@ def bench_video(tmp: Path, seconds: int, repeats: int, interval: float) -> None:
         ("ray, 1 actor", ["--engine", "ray"], {"FACEKIT_WORKERS": "1"}),
         ("ray, 2 actors", ["--engine", "ray"], {"FACEKIT_WORKERS": "2"}),
     )
+    if only_ray:
+        configs = configs[2:]
     runs: dict[str, list[dict]] = {label: [] for label, _, _ in configs}
     for _ in range(repeats):
         for label, extra, env in configs:
@@ -280,22 +299,39 @@ def bench_video(tmp: Path, seconds: int, repeats: int, interval: float) -> None:
     rows = [_summary(label, runs[label], seconds, "x real time") for label, _, _ in configs]
     print(
         "\n| engine | wall best (median) | CPU | x real time | load before | ray split "
-        "| CPU by process (s) | others' CPU while the pipeline worked |"
+        "| CPU by process (s) | others' CPU while the pipeline worked | faces embedded / followed |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
+    split: dict[str, re.Match[str]] = {}
     for row in rows:
         b = row["best"]
         m = VIDEO_LINE.search(b["err"])
-        split = (
-            f"{m.group(2)} segments; connect {m.group(4)} s, start-up + work {m.group(5)} s, "
-            f"actors busy {m.group(6)}%"
-            if m
-            else ""
-        )
+        text = ""
+        if m:
+            split[row["label"]] = m
+            text = (
+                f"{m.group(2)} segments; connect {m.group(4)} s, start-up + work {m.group(5)} s, "
+                f"actors busy {m.group(6)}%"
+            )
+        f = FACES_LINE.search(b["err"])
+        faces = f"{f.group(1)} / {f.group(2)}" if f else ""
         print(
             f"| {row['label']} | {b['wall']:.1f} s ({row['median']:.1f}) | {b['cpu']:.1f} s "
-            f"| {seconds / b['wall']:.0f}x | {b['load']:.1f} | {split} | {_kinds(b)} "
-            f"| {_overhead(b)} |"
+            f"| {seconds / b['wall']:.0f}x | {b['load']:.1f} | {text} | {_kinds(b)} "
+            f"| {_overhead(b)} | {faces} |"
+        )
+    print(
+        "\n| ray | connect | start-up + work | actor start-up | work (warm) | samples/s warm "
+        "| actor CPU a sample | driver CPU |\n|---|---|---|---|---|---|---|---|"
+    )
+    for row in rows:
+        m = split.get(row["label"])
+        if m is None or m.group(7) is None:
+            continue
+        driver = row["best"]["by_kind"].get("driver", 0.0)
+        print(
+            f"| {row['label']} | {m.group(4)} s | {m.group(5)} s | {m.group(7)} s "
+            f"| {m.group(8)} s | {m.group(9)} | {m.group(10)} ms | {driver:.1f} s |"
         )
     reports = set()
     for label, _, _ in configs:
@@ -308,10 +344,21 @@ def bench_video(tmp: Path, seconds: int, repeats: int, interval: float) -> None:
         f"\nreports identical across all runs (timings, frames_decoded aside): {len(reports) == 1}"
     )
     w = {r["label"]: r["best"]["wall"] for r in rows}
-    print(
-        f"\nvideo end-to-end: ray 2 vs 1 actors {w['ray, 1 actor'] / w['ray, 2 actors']:.2f}x; "
-        f"local 2 vs 1 {w['local, 1 worker'] / w['local, 2 workers']:.2f}x"
-    )
+    line = f"\nvideo end-to-end: ray 2 vs 1 actors {w['ray, 1 actor'] / w['ray, 2 actors']:.2f}x"
+    if not only_ray:
+        line += f"; local 2 vs 1 {w['local, 1 worker'] / w['local, 2 workers']:.2f}x"
+    print(line)
+    one, two = split.get("ray, 1 actor"), split.get("ray, 2 actors")
+    if one and two:
+        print(
+            "video without Ray's connect (start-up + work): ray 2 vs 1 actors "
+            f"{float(one.group(5)) / float(two.group(5)):.2f}x"
+        )
+        if one.group(9) and two.group(9):
+            print(
+                "video steady state (warm actors): ray 2 vs 1 actors "
+                f"{float(two.group(9)) / float(one.group(9)):.2f}x"
+            )
 
 
 def main() -> None:
@@ -327,14 +374,22 @@ def main() -> None:
         default=5.0,
         help="video sampling interval (5: keyframe sampling on this video; 1: exact times)",
     )
+    ap.add_argument(
+        "--photos",
+        type=Path,
+        nargs="+",
+        default=[SHARED / "datasets" / "lfw-dev"],
+        help="photo folders embedded in one run (default: lfw-dev, 790 photos)",
+    )
+    ap.add_argument("--only-ray", action="store_true", help="skip the local-engine runs")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         print(f"load average before: {os.getloadavg()}; {os.cpu_count()} CPUs")
         if not a.no_photos:
-            bench_photos(tmp, a.repeats)
+            bench_photos(tmp, a.repeats, a.photos, a.only_ray)
         if a.video:
-            bench_video(tmp, a.video, a.repeats, a.interval)
+            bench_video(tmp, a.video, a.repeats, a.interval, a.only_ray)
 
 
 if __name__ == "__main__":
