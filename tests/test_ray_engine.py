@@ -362,3 +362,26 @@ def test_video_with_the_tracker_on_ray_matches_local(ray_cluster, lfw, tmp_path)
     a, b = (pd.read_parquet(tmp_path / f"{n}.parquet") for n in ("local", "ray"))
     pd.testing.assert_frame_equal(a, b)
     assert {p["person"] for p in out["ray"][0]["people"]} >= {"Bill_Clinton", "Serena_Williams"}
+
+
+def test_video_ranges_cover_the_plan_and_balance_the_actors():
+    from facekit.ray_engine import SEGMENT_SAMPLES, video_ranges
+
+    for n, actors, mode in [
+        (600, 2, "exact"),
+        (600, 1, "exact"),
+        (19, 2, "exact"),
+        (3, 2, "exact"),
+        (1, 4, "exact"),
+        (72, 2, "keyframe"),
+    ]:
+        r = video_ranges(n, actors, mode)
+        assert r[0][0] == 0 and r[-1][1] == n, (n, actors, mode)
+        assert all(a < b for a, b in r) and all(r[k][1] == r[k + 1][0] for k in range(len(r) - 1))
+    r = video_ranges(600, 2, "exact")
+    sizes = [b - a for a, b in r]
+    assert max(sizes) <= SEGMENT_SAMPLES and len(r) % 2 == 0
+    # the last two ranges of each actor are cut in halves: actors finish within half a range
+    assert max(sizes[-8:]) <= max(sizes) // 2 + 1 and min(sizes[:-8]) > max(sizes[-8:])
+    assert len(video_ranges(72, 2, "keyframe")) == 4
+    assert all(b - a > SEGMENT_SAMPLES // 2 for a, b in video_ranges(600, 1, "exact"))
