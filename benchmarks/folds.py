@@ -26,6 +26,8 @@ import numpy as np
 __all__ = [
     "TUNE",
     "REPORT",
+    "COHORT",
+    "TUNE_CLUSTER",
     "CACHE",
     "DATASETS",
     "fold_of",
@@ -40,6 +42,10 @@ __all__ = [
 TUNE: tuple[int, ...] = (0, 1, 2)
 #: Held-out folds: figures only.
 REPORT: tuple[int, ...] = (3, 4)
+#: Tune fold whose faces are facekit's clustering cohort (benchmarks/make_cohort.py); clustering
+#: figures on the tune folds use the other tune folds (``TUNE_CLUSTER``).
+COHORT: tuple[int, ...] = (0,)
+TUNE_CLUSTER: tuple[int, ...] = tuple(f for f in TUNE if f not in COHORT)
 #: Embedding cache shared by all helpers (outside the repository).
 CACHE = Path(os.environ.get("FACEKIT_BENCH_CACHE", "/work/cache"))
 DATASETS = ("lfw-dev", "lfw-few", "lfw-singles")

@@ -57,10 +57,13 @@ def test_default_cut_grows_with_the_number_of_faces():
     assert cuts == sorted(cuts) and cuts[0] < cuts[-1]
     want = pair_threshold(FALSE_MERGE_RATE * PAIRS_PER_FALSE_MERGE / 999, CAL)
     assert cluster_threshold(calibration=CAL, faces=1_000) == pytest.approx(want)
-    # cluster_faces uses the cut for its own number of faces
+    # cluster_faces uses the cut for its own number of faces, on cohort-normalised evidence
     emb, _ = people([4, 3, 1, 1, 1])
     res = cluster_faces(emb, CAL)
-    assert res.threshold == pytest.approx(cluster_threshold(calibration=CAL, faces=len(emb)))
+    want = cluster_threshold(calibration=CAL, faces=len(emb), normalised=True)
+    assert res.threshold == pytest.approx(want)
+    raw = cluster_faces(emb, CAL, normalise=False)
+    assert raw.threshold == pytest.approx(cluster_threshold(calibration=CAL, faces=len(emb)))
 
 
 def test_separated_people_and_strangers_are_noise():

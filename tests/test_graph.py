@@ -135,3 +135,41 @@ def test_memory_grows_with_n_times_k_not_n_squared():
     assert peak < 150e6, peak
     assert len(res.clusters) >= 1900
     assert same_partition(res.labels[res.labels >= 0], truth[res.labels >= 0])
+
+
+def test_average_linkage_with_a_per_face_shift_matches_dense_average_linkage():
+    """With a per-face shift h (cohort normalisation) the pair evidence is offset + x.x - h_a - h_b,
+    and the linkage on the graph still equals greedy average linkage on that dense matrix."""
+    from sklearn.cluster import AgglomerativeClustering
+
+    space = EvidenceSpace.from_calibration(Calibration.default(["dlib"]))
+    # dlib-like people (same-person evidence about 3-5) with per-face shifts up to 1.5
+    base, _ = people([12, 9, 7, 5, 3, 2, 1, 1, 1, 1], seed=5, spread=0.022)
+    x = space.project({"dlib": base})
+    h = np.random.default_rng(9).uniform(0.0, 1.5, len(x))
+    thr = 2.0
+    ev = space.offset + x.astype(np.float64) @ x.T.astype(np.float64) - h[:, None] - h[None, :]
+    top = ev.max() + 1
+    dense = AgglomerativeClustering(
+        n_clusters=None, metric="precomputed", linkage="average", distance_threshold=top - thr
+    ).fit_predict(np.maximum(top - ev, 0) * (1 - np.eye(len(x))))
+    g = knn_graph(x, space.offset, k=16, backend="exact")
+    a, b, e = g.edges()
+    keep = e - h[a] - h[b] >= thr
+    got = average_linkage(x, (a[keep], b[keep]), thr, space.offset, shift=h)
+    assert same_partition(dense, got)
+    assert 3 <= len(set(got.tolist())) < len(x) - 5  # real groups, not all singletons
+    a0, b0, _ = g.edges(cut=thr)
+    unshifted = average_linkage(x, (a0, b0), thr, space.offset)
+    assert not same_partition(got, unshifted)  # the shift really changes the result here
+    # medoids and cohesion with the shift are exact too
+    groups, med, coh = medoids(x, got, space.offset, h)
+    for gi, grp in enumerate(groups):
+        rows = np.flatnonzero(got == grp)
+        if len(rows) < 2:
+            continue
+        sub = ev[np.ix_(rows, rows)].copy()
+        np.fill_diagonal(sub, 0)
+        best = rows[int(np.argmax(sub.sum(1)))]
+        assert med[gi] == best
+        assert coh[gi] == pytest.approx(sub[rows.tolist().index(best)].sum() / (len(rows) - 1))

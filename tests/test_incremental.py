@@ -186,6 +186,40 @@ def test_incremental_agrees_with_a_full_run_on_lfw_dev(lfw_dev):
     print(f"agreement F1 {agree:.4f}; {kept}/{len(first.clusters)} ids kept, rest merged")
 
 
+@pytest.mark.slow
+def test_update_uses_the_same_cohort_normalisation_as_a_full_run(lfw_dev, tmp_path: Path):
+    """The per-face cohort shifts are saved with the state and reused by an update; with them
+    (or recomputed) the update equals the full run on normalised evidence, and differs from
+    raw evidence (so the shift is really applied)."""
+    from facekit.incremental import load_state, norm_key, save_state
+
+    f = lfw_dev.frame
+    emb = lfw_dev.embeddings()
+    is_old = np.array(
+        [hashlib.sha256(Path(s).name.encode()).digest()[0] % 2 == 0 for s in f.source]
+    )
+    o, nw = np.flatnonzero(is_old), np.flatnonzero(~is_old)
+    first = cluster_faces(emb[o], CAL)
+    assert first.shift is not None and np.any(first.shift > 0)
+    space = EvidenceSpace.from_calibration(CAL)
+    settings = settings_of(space, first.threshold, 2, 16, {}, norm_key(CAL))
+    assert settings["norm"] and settings != settings_of(space, first.threshold, 2, 16, {})
+    save_state(tmp_path / "c.json", first, settings, first.vectors)
+    state = load_state(tmp_path / "c.json", len(o))
+    assert state is not None and state.shift is not None
+    np.testing.assert_allclose(state.shift, first.shift)
+    runs = []
+    for st in (state, state_of(first)):  # stored shifts, then recomputed ones
+        res, _, _ = update_clusters(emb[o], st, emb[nw], CAL, threshold=first.threshold)
+        np.testing.assert_allclose(res.shift[: len(o)], first.shift)
+        runs.append(res.labels)
+    assert pairwise_f1(runs[0], runs[1]) == 1.0
+    raw, _, _ = update_clusters(
+        emb[o], state_of(first), emb[nw], CAL, threshold=first.threshold, normalise=False
+    )
+    assert pairwise_f1(runs[0], raw.labels) < 0.999
+
+
 # --------------------------------------------------------------------------- CLI
 PEOPLE = ["Bill_Clinton", "Britney_Spears", "Andy_Roddick"]
 

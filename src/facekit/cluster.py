@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from .calibration import Calibration
+from .cluster_norm import CohortNorm
 from .errors import InputError, UsageError
 from .graph import DEFAULT_K
 from .types import Embeddings
@@ -59,6 +60,7 @@ __all__ = [
     "read_cluster_file",
     "write_cluster_file",
     "evidence_matrix",
+    "normalisation",
 ]
 
 METHODS = ("agglomerative", "hdbscan", "dbscan")
@@ -83,6 +85,8 @@ def cluster_threshold(
     false_merge_rate: float = FALSE_MERGE_RATE,
     calibration: Calibration | None = None,
     faces: int | None = None,
+    *,
+    normalised: bool = False,
 ) -> float:
     """Default evidence cut for ``faces`` faces: at most ``false_merge_rate`` of them placed
     in another person's cluster.
@@ -98,6 +102,9 @@ def cluster_threshold(
         false_merge_rate: share of faces that may end up in another person's cluster.
         calibration: evidence fusion and impostor tail (default: dlib's defaults).
         faces: faces being clustered (default ``DEFAULT_FACES``).
+        normalised: the cut for cohort-normalised evidence (:mod:`facekit.cluster_norm`),
+            which ``cluster_faces`` uses when the calibration has a cohort; raw evidence
+            when it has none.
 
     Returns:
         The fused-evidence cut.
@@ -105,6 +112,12 @@ def cluster_threshold(
     from .calibration import pair_threshold
 
     n = DEFAULT_FACES if faces is None else max(int(faces), 2)
+    if normalised:
+        from .cluster_norm import cohort_norm
+
+        norm = cohort_norm(calibration or Calibration.default(["dlib"]))
+        if norm is not None:
+            return norm.threshold(false_merge_rate, n)
     pair_rate = min(float(false_merge_rate) * PAIRS_PER_FALSE_MERGE / (n - 1), 0.5)
     return pair_threshold(pair_rate, calibration)
 
@@ -205,6 +218,7 @@ class ClusterResult:
     graph: Any = None
     vectors: Any = None
     noise_edges: Any = None
+    shift: Any = None
 
     def cluster(self, cluster_id: str) -> Cluster:
         for c in self.clusters:
@@ -297,12 +311,18 @@ def evidence_matrix(embeddings: Embeddings, calibration: Calibration) -> np.ndar
     return np.asarray(calibration.pairwise_evidence(v, v), np.float64)
 
 
-def _default_threshold(method: str, calibration: Calibration, faces: int | None = None) -> float:
+def _default_threshold(
+    method: str, calibration: Calibration, faces: int | None = None, normalise: bool = True
+) -> float:
     if method == "dbscan":
         # DBSCAN links through any single pair (single linkage): it needs identify's stricter cut.
         return float(calibration.threshold)
-    # hdbscan ignores it (reported only)
-    return cluster_threshold(calibration=calibration, faces=faces)
+    # hdbscan ignores it (reported only); only average linkage uses cohort normalisation
+    return cluster_threshold(
+        calibration=calibration,
+        faces=faces,
+        normalised=normalise and method == "agglomerative",
+    )
 
 
 def cluster_faces(
@@ -316,6 +336,7 @@ def cluster_faces(
     previous: Mapping[str, Any] | None = None,
     k: int = DEFAULT_K,
     backend: str = "auto",
+    normalise: bool = True,
 ) -> ClusterResult:
     """Group faces by identity; faces that fit no group are noise.
 
@@ -339,6 +360,9 @@ def cluster_faces(
         k: neighbours per face in the graph.
         backend: kNN backend (:data:`facekit.graph.BACKENDS`; ``"auto"``: exact up to
             20,000 faces, else Voyager).
+        normalise: average linkage on cohort-normalised evidence (hub faces penalised,
+            :mod:`facekit.cluster_norm`) when the calibration has a cohort, with the cut
+            measured for it. ``False``: raw fused evidence.
 
     Returns:
         A :class:`ClusterResult` with stable ids (see :func:`assign_ids`).
@@ -358,21 +382,33 @@ def cluster_faces(
     n = len(embeddings)
     if refs is not None and len(refs) != n:
         raise ValueError(f"refs has {len(refs)} entries for {n} faces")
-    thr = float(threshold) if threshold is not None else _default_threshold(method, calibration, n)
     if n:
         _check_models(embeddings, calibration)
+    norm = normalisation(calibration, embeddings, method, normalise)
+    if threshold is not None:
+        thr = float(threshold)
+    elif norm is not None:
+        thr = norm.threshold(FALSE_MERGE_RATE, n)
+    else:
+        thr = _default_threshold(method, calibration, n, normalise=False)
     space = EvidenceSpace.from_calibration(calibration)
     x = space.project(embeddings.vectors) if n else np.zeros((0, 1), np.float32)
+    shift = None
+    if norm is not None:
+        t0 = time.perf_counter()
+        shift = norm.shift(x)
+        log.info("cohort shift of %d faces: %.1f s", n, time.perf_counter() - t0)
     t0 = time.perf_counter()
     graph = knn_graph(x, space.offset, k=k, backend=backend)
     log.info("kNN graph of %d faces: %.1f s", n, time.perf_counter() - t0)
     t0 = time.perf_counter()
-    raw = _raw_labels(x, graph, space.offset, thr, method, min_size)
+    raw = _raw_labels(x, graph, space.offset, thr, method, min_size, shift)
     log.info("%s on the graph: %.1f s", method, time.perf_counter() - t0)
-    result = _result_from_labels(x, space.offset, raw, min_size, method, thr, refs)
+    result = _result_from_labels(x, space.offset, raw, min_size, method, thr, refs, shift)
     result.models = dict(embeddings.fingerprints)
     result.graph = graph
     result.vectors = x
+    result.shift = shift
     result.noise_edges = (result.noise, graph.indices[result.noise], graph.evidence[result.noise])
     assign_ids(result, previous)
     return result
@@ -386,6 +422,7 @@ def _result_from_labels(
     method: str,
     thr: float,
     refs: Sequence[FaceRef] | None,
+    shift: np.ndarray | None = None,
 ) -> ClusterResult:
     """Clusters (largest first), medoids and noise from raw group labels (-1 = noise)."""
     from .graph import medoids
@@ -398,7 +435,7 @@ def _result_from_labels(
     order = _face_order(n, refs)
     rank = np.empty(n, np.int64)
     rank[order] = np.arange(n)
-    groups, med, coh = medoids(x, raw, offset)
+    groups, med, coh = medoids(x, raw, offset, shift)
     clusters = []
     if len(groups):
         rows = np.flatnonzero(raw >= 0)
@@ -420,7 +457,13 @@ def _result_from_labels(
 
 
 def _raw_labels(
-    x: np.ndarray, graph: Any, offset: float, thr: float, method: str, min_size: int
+    x: np.ndarray,
+    graph: Any,
+    offset: float,
+    thr: float,
+    method: str,
+    min_size: int,
+    shift: np.ndarray | None = None,
 ) -> np.ndarray:
     """Group labels on the kNN graph (-1 = noise for the density methods)."""
     from .graph import average_linkage
@@ -429,8 +472,13 @@ def _raw_labels(
     if n < 2:
         return np.arange(n, dtype=np.int64)
     if method == "agglomerative":
-        a, b, _ = graph.edges(cut=thr)
-        return average_linkage(x, (a, b), thr, offset)
+        if shift is None:
+            a, b, _ = graph.edges(cut=thr)
+        else:
+            a, b, ev = graph.edges()
+            keep = ev - shift[a] - shift[b] >= thr
+            a, b = a[keep], b[keep]
+        return average_linkage(x, (a, b), thr, offset, shift=shift)
     # Density methods: sparse precomputed distances ``top - evidence`` (> 0) on graph edges.
     from scipy.sparse import coo_matrix
 
@@ -450,6 +498,25 @@ def _raw_labels(
     return HDBSCAN(min_cluster_size=max(min_size, 2), metric="precomputed", copy=True).fit_predict(
         dist
     )
+
+
+def normalisation(
+    calibration: Calibration,
+    embeddings: Embeddings | None = None,
+    method: str = "agglomerative",
+    normalise: bool = True,
+) -> CohortNorm | None:
+    """The cohort normalisation average linkage uses (:mod:`facekit.cluster_norm`), or
+    ``None`` (raw evidence): other methods, ``normalise=False``, or no cohort for the
+    calibration's models and embedding dimensions."""
+    from .cluster_norm import cohort_norm
+
+    if not normalise or method != "agglomerative":
+        return None
+    dims = None
+    if embeddings is not None:
+        dims = {m: int(v.shape[1]) for m, v in embeddings.vectors.items() if v.ndim == 2}
+    return cohort_norm(calibration, dims)
 
 
 def _face_order(n: int, refs: Sequence[FaceRef] | None) -> np.ndarray:

@@ -303,6 +303,7 @@ def average_linkage(
     *,
     init: np.ndarray | None = None,
     tags: np.ndarray | None = None,
+    shift: np.ndarray | None = None,
 ) -> np.ndarray:
     """Average-linkage clustering restricted to candidate ``edges``, stopped at ``cut``.
 
@@ -317,6 +318,10 @@ def average_linkage(
         tags: optional ``(n,) int64``: two groups whose tags are both ``>= 0`` and differ
             never merge (clusters named as different people stay apart in incremental runs);
             -1 = no tag.
+        shift: optional ``(n,)`` per-face shift ``h``: the evidence of a pair is then
+            ``offset + x_a . x_b - h_a - h_b`` (cohort normalisation,
+            :mod:`facekit.cluster_norm`); the average of two groups stays exact from sums,
+            ``- H_A / |A| - H_B / |B|`` with ``H`` the group's sum of ``h``.
 
     Returns:
         ``(n,) int64`` group label per face (arbitrary numbering).
@@ -334,6 +339,11 @@ def average_linkage(
     else:
         sums = group_sums(x, group, g, np.float32)
     size = np.bincount(group, minlength=g).astype(np.float64)
+    hsum: np.ndarray = (
+        np.zeros(g, np.float64)
+        if shift is None
+        else np.bincount(group, weights=np.asarray(shift, np.float64), minlength=g)
+    )
     lock = np.full(g, -1, np.int64)
     if tags is not None:
         np.maximum.at(lock, group, np.asarray(tags, np.int64))
@@ -346,6 +356,8 @@ def average_linkage(
         key = np.unique(a[keep] * g + b[keep])
         a, b = key // g, key % g
         val = offset + _row_dots(sums, a, b) / (size[a] * size[b])
+        if shift is not None:
+            val -= hsum[a] / size[a] + hsum[b] / size[b]
         good = val >= cut
         return a[good], b[good], val[good]
 
@@ -373,6 +385,7 @@ def average_linkage(
             break
         sums[ma] += sums[mb]
         size[ma] += size[mb]
+        hsum[ma] += hsum[mb]
         lock[ma] = np.maximum(lock[ma], lock[mb])
         parent[mb] = ma
         remap = np.arange(g, dtype=np.int64)
@@ -401,12 +414,13 @@ def average_linkage(
 
 
 def medoids(
-    x: np.ndarray, labels: np.ndarray, offset: float
+    x: np.ndarray, labels: np.ndarray, offset: float, shift: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per group (labels ``>= 0``): medoid row and cohesion, exactly from group sums.
 
     The medoid is the member with the highest total evidence to the others (``x_i . S``);
-    cohesion is the mean evidence of the other members to it (0 for a single face).
+    cohesion is the mean evidence of the other members to it (0 for a single face). With
+    ``shift`` (per-face ``h``, see :func:`average_linkage`) the evidence is the shifted one.
 
     Returns:
         ``(group labels, medoid rows, cohesion)``, one entry per distinct label.
@@ -425,6 +439,11 @@ def medoids(
         xr = x[rows[lo:hi]].astype(np.float64)
         score[lo:hi] = np.einsum("ij,ij->i", xr, sums[inv[lo:hi]])
         self_dot[lo:hi] = np.einsum("ij,ij->i", xr, xr)
+    if shift is not None:
+        # total shifted evidence to the others: x_i.(S - x_i) - (m - 1) h_i - (H - h_i)
+        h = np.asarray(shift, np.float64)[rows]
+        hsum = np.bincount(inv, weights=h, minlength=len(groups))
+        score -= (size[inv] - 2) * h + hsum[inv]
     order = np.lexsort((rows, -score, inv))
     first = np.ones(len(order), bool)
     first[1:] = inv[order][1:] != inv[order][:-1]

@@ -58,7 +58,14 @@ from .types import Embeddings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ClusterState", "state_paths", "save_state", "load_state", "update_clusters"]
+__all__ = [
+    "ClusterState",
+    "state_paths",
+    "save_state",
+    "load_state",
+    "update_clusters",
+    "norm_key",
+]
 
 STATE_VERSION = 1
 
@@ -83,14 +90,22 @@ class ClusterState:
     noise_rows: np.ndarray | None = None
     noise_nbrs: np.ndarray | None = None
     noise_ev: np.ndarray | None = None
+    shift: np.ndarray | None = None
 
     def matches(self, settings: Mapping[str, Any]) -> bool:
         return json.loads(json.dumps(dict(settings))) == self.settings
 
 
 def settings_of(
-    space: EvidenceSpace, threshold: float, min_size: int, k: int, models: Mapping[str, str]
+    space: EvidenceSpace,
+    threshold: float,
+    min_size: int,
+    k: int,
+    models: Mapping[str, str],
+    norm: str | None = None,
 ) -> dict[str, Any]:
+    """The settings an update must share with the run it updates (``norm``: the cohort
+    normalisation in use, :func:`norm_key`)."""
     return json.loads(
         json.dumps(
             {
@@ -103,9 +118,19 @@ def settings_of(
                 "min_size": int(min_size),
                 "k": int(k),
                 "fingerprints": {m: models.get(m, "") for m in space.models},
+                "norm": norm,
             }
         )
     )
+
+
+def norm_key(calibration: Calibration, normalise: bool = True) -> str | None:
+    """Identifies the cohort normalisation average linkage uses with ``calibration``
+    (:mod:`facekit.cluster_norm`), ``None`` for raw evidence."""
+    from .cluster_norm import cohort_norm
+
+    norm = cohort_norm(calibration) if normalise else None
+    return None if norm is None else f"cohort:{norm.key}:k{norm.k}:{len(norm.cohort)}"
 
 
 def id_numbers(result: ClusterResult) -> np.ndarray:
@@ -133,6 +158,8 @@ def save_state(
     if result.noise_edges is not None:
         rows, nbrs, ev = result.noise_edges
         arrays.update(noise_rows=rows, noise_nbrs=nbrs, noise_ev=ev)
+    if result.shift is not None:
+        arrays["shift"] = np.asarray(result.shift, np.float64)
     np.savez(buf, **arrays)
     data = buf.getvalue()
     write_atomic(npz, lambda tmp: Path(tmp).write_bytes(data))
@@ -158,6 +185,7 @@ def load_state(cluster_file: str | os.PathLike[str], rows: int) -> ClusterState 
                 if "noise_rows" in z.files
                 else (None, None, None)
             )
+            shift = np.asarray(z["shift"], np.float64) if "shift" in z.files else None
     except Exception as exc:  # noqa: BLE001 - a damaged state means a full run, not a crash
         log.warning("%s: unreadable (%s); clustering from scratch", npz, exc)
         return None
@@ -175,7 +203,9 @@ def load_state(cluster_file: str | os.PathLike[str], rows: int) -> ClusterState 
         or (len(nrows) and (nrows.max() >= len(ids) or nbrs.max() >= len(ids)))
     ):
         nrows = nbrs = ev = None
-    return ClusterState(ids, settings, nrows, nbrs, ev)
+    if shift is not None and shift.shape != ids.shape:
+        shift = None
+    return ClusterState(ids, settings, nrows, nbrs, ev, shift)
 
 
 def load_index(cluster_file: str | os.PathLike[str], x_old: np.ndarray) -> Any:
@@ -205,6 +235,7 @@ def update_clusters(
     previous: Mapping[str, Any] | None = None,
     index: Any = None,
     k: int = DEFAULT_K,
+    normalise: bool = True,
 ) -> tuple[ClusterResult, np.ndarray, Any]:
     """Cluster ``old`` + ``new`` faces keeping the old clusters (see the module docs).
 
@@ -219,6 +250,9 @@ def update_clusters(
         previous: the previous cluster document (ids, persons, names, ``next_id``).
         index: the stored kNN index over the old faces (:func:`load_index`).
         k: neighbours per new face.
+        normalise: cohort-normalised evidence as in
+            :func:`facekit.cluster.cluster_faces` (the previous run must have used the
+            same: :func:`norm_key` is part of the settings).
 
     Returns:
         ``(result, x, index)``: the clustering of all faces, their projected vectors, and the
@@ -230,6 +264,9 @@ def update_clusters(
     x_new = space.project(new.vectors) if n_new else np.zeros((0, x_old.shape[1]), np.float32)
     x = np.concatenate([x_old, x_new]) if n_old else x_new
     n = n_old + n_new
+    dims = {m: int(v.shape[1]) for m, v in (old if n_old else new).vectors.items()}
+    h = _shifts(calibration, normalise, state, x, n_old, dims)
+    hh = h if h is not None else np.zeros(n, np.float64)
     ea: list[np.ndarray] = []
     eb: list[np.ndarray] = []
     if n_new:
@@ -238,8 +275,8 @@ def update_clusters(
         if n_old:
             got, cos = knn_query(index, x_new, k)
             ev = np.where(got >= 0, cos * space.norm2 + space.offset, -np.inf)
-            keep = (got >= 0) & (ev >= threshold)
             rows = np.repeat(np.arange(n_old, n, dtype=np.int64), k).reshape(n_new, k)
+            keep = (got >= 0) & (ev - hh[rows] - hh[np.maximum(got, 0)] >= threshold)
             ea.append(rows[keep])
             eb.append(got[keep])
             new_nbrs, new_ev = got, ev.astype(np.float32)
@@ -249,11 +286,16 @@ def update_clusters(
         # Old noise faces may now reach the cut with an old cluster grown by new faces: their
         # stored graph edges (or, without them, a query) are candidates too.
         noise_rows, noise_nbrs, noise_ev = old_noise_edges(state, index, x_old, space, k)
-        keep = (noise_nbrs >= 0) & (noise_ev >= threshold)
-        ea.append(np.repeat(noise_rows, noise_nbrs.shape[1]).reshape(noise_nbrs.shape)[keep])
+        nrows = np.repeat(noise_rows, noise_nbrs.shape[1]).reshape(noise_nbrs.shape)
+        keep = (noise_nbrs >= 0) & (
+            noise_ev - hh[nrows] - hh[np.maximum(noise_nbrs, 0)] >= threshold
+        )
+        ea.append(nrows[keep])
         eb.append(noise_nbrs[keep])
         g = knn_graph(x_new, space.offset, k=k, backend="exact" if n_new <= 20000 else "voyager")
-        a, b, _ = g.edges(cut=threshold)
+        a, b, gev = g.edges()
+        keep = gev - hh[a + n_old] - hh[b + n_old] >= threshold
+        a, b = a[keep], b[keep]
         ea.append(a + n_old)
         eb.append(b + n_old)
         # Each new face's k best neighbours among old and new faces (kept for noise faces).
@@ -288,6 +330,7 @@ def update_clusters(
             space.offset,
             init=init,
             tags=tags,
+            shift=h,
         )
     else:
         groups = np.where(init >= 0, init, -1 - np.arange(n))
@@ -328,7 +371,7 @@ def update_clusters(
         old_of_group[gi] = next_id
         next_id += 1
     idnum = old_of_group[inv]
-    groups_, med, coh = medoids(x, idnum, space.offset)
+    groups_, med, coh = medoids(x, idnum, space.offset, h)
     clusters = []
     mrows = np.flatnonzero(idnum >= 0)
     mrows = mrows[np.lexsort((rank[mrows], idnum[mrows]))]
@@ -367,6 +410,7 @@ def update_clusters(
         next_id=next_id,
         models={**old.fingerprints, **new.fingerprints},
     )
+    result.shift = h
     # Graph edges of the faces that are noise now, for the next update.
     kk = max(noise_nbrs.shape[1], new_nbrs.shape[1], 1)
     nb_all = np.full((len(noise_rows) + n_new, kk), -1, np.int64)
@@ -381,6 +425,26 @@ def update_clusters(
     if n_new and index is not None:
         index.add_items(x_new, ids=np.arange(n_old, n))
     return result, x, index
+
+
+def _shifts(
+    calibration: Calibration,
+    normalise: bool,
+    state: ClusterState,
+    x: np.ndarray,
+    n_old: int,
+    dims: Mapping[str, int],
+) -> np.ndarray | None:
+    """Per-face cohort shifts of the old (stored, else recomputed) and new faces, or ``None``."""
+    from .cluster_norm import cohort_norm
+
+    norm = cohort_norm(calibration, dims) if normalise else None
+    if norm is None:
+        return None
+    old = state.shift
+    if old is None or len(old) != n_old:
+        return norm.shift(x)
+    return np.concatenate([np.asarray(old, np.float64), norm.shift(x[n_old:])])
 
 
 def old_noise_edges(

@@ -341,7 +341,7 @@ def cluster_cmd(
         float | None,
         typer.Option(
             "--threshold",
-            help="Fused-evidence cut. Default: the cut at which at most 1% of faces land in another person's cluster, for the number of faces clustered (about 2.9 at 300 faces, 3.2 at 2,000 with dlib).",
+            help="Fused-evidence cut (on evidence that penalises faces resembling many people, docs/clustering.md). Default: the cut at which at most 1% of faces land in another person's cluster, for the number of faces clustered (about 2.7 at 300 faces, 2.9 at 2,000 with dlib).",
         ),
     ] = None,
     sheets: Annotated[
@@ -487,7 +487,13 @@ def cluster_cmd(
             )
         from ..cluster import _default_threshold
         from ..graph import DEFAULT_K, EvidenceSpace
-        from ..incremental import load_index, save_state, settings_of, update_clusters
+        from ..incremental import (
+            load_index,
+            norm_key,
+            save_state,
+            settings_of,
+            update_clusters,
+        )
         from ..types import Embeddings
 
         space = EvidenceSpace.from_calibration(calibration)
@@ -498,12 +504,13 @@ def cluster_cmd(
         )
         from .runner import _models_meta
 
-        settings = settings_of(space, thr, min_size, DEFAULT_K, _models_meta(config))
+        norm = norm_key(calibration, method == "agglomerative")
+        settings = settings_of(space, thr, min_size, DEFAULT_K, _models_meta(config), norm)
         if threshold is None and state is not None and not state.matches(settings):
             # the default cut grows with the number of faces; an update keeps the cut of the
             # last full run (--rebuild re-derives it for the current number of faces)
             kept = float(state.settings.get("threshold", thr))
-            alt = settings_of(space, kept, min_size, DEFAULT_K, _models_meta(config))
+            alt = settings_of(space, kept, min_size, DEFAULT_K, _models_meta(config), norm)
             if state.matches(alt):
                 thr, settings = kept, alt
         incremental = (
