@@ -144,7 +144,7 @@ def main() -> int:
     cal = Calibration.default(emb.models)
     for label, kw in (
         (
-            f"facekit default: agglomerative (average), cut {cluster_threshold(calibration=cal, faces=len(truth)):.2f} "
+            f"facekit default: agglomerative (average), cut {cluster_threshold(calibration=cal, faces=len(truth), normalised=True):.2f} "
             f"(at most {FALSE_MERGE_RATE:.0%} of faces merged)",
             {},
         ),
