@@ -42,8 +42,8 @@ different-person pair evidence measured on the tune folds 1-2 (fold 0 is the coh
 lfw-singles (``_cohort_defaults.TAILS``). Normalisation is used when every model of the
 calibration has cohort embeddings of the same dimension and the ensemble has a measured
 normalised tail with the default calibration (equal weights, default impostor statistics);
-otherwise (another model, custom weights, a database's calibration with ``--suggest``)
-clustering uses raw evidence as before.
+otherwise (another model, custom weights, a database's measured calibration with
+``--suggest``) clustering uses raw evidence as before.
 
 Library code: no printing.
 """
