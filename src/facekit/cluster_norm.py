@@ -15,7 +15,8 @@ Here only the excess over a typical face is subtracted (a penalty for hubs, neve
 so for at least half of all faces nothing changes, the evidence keeps its units (a cut near
 the former raw one), and a face unlike every cohort face (an odd detection, an unusual
 model input) is never pushed *toward* others. On the tune folds the floor cost nothing
-against full S-norm (dlib F1 0.941 with it, 0.938 without, with lfw-singles).
+against the full shift (dlib F1 0.941 with it, 0.938 without, with lfw-singles; measured
+with a cohort of every fold-0 photo).
 
 The cohort is fixed and shipped with facekit (``facekit/data/cohort.npz``: one face each of
 the 525 people of fold 0 of lfw-dev, lfw-few and lfw-singles; ``benchmarks/make_cohort.py``).
@@ -78,7 +79,7 @@ COHORT_K: int = int(_defaults.K)
 #: cluster, for the per-face promise (:func:`facekit.cluster.cluster_threshold`). Chosen on
 #: the tune folds 1-2 with lfw-singles: the largest of 10, 6, 5, 4, 3 that kept the measured
 #: share of merged faces within the 1% promise for dlib and dlib+mobilefacenet (10 gave
-#: 1.03% with dlib, 6 gave 0.79%; docs/accuracy.md).
+#: 1.17% with dlib, 6 gave 0.84%; docs/accuracy.md).
 PAIRS_PER_FALSE_MERGE: float = 6.0
 #: Rows per block when scoring faces against the cohort (bounded temporaries, ~70 MB).
 CHUNK = 16384
