@@ -3,7 +3,7 @@ with F faces each (identity-structured 128-d dlib-like embeddings), built into a
 then re-run unchanged (the incremental path). Reports wall and CPU time and peak RSS.
 
     python benchmarks/bench_build.py --people 100000 --faces 10 --workdir /tmp/fkbench
-    python benchmarks/bench_build.py --people 10000 --faces 10 --add 100   # + 1,000 faces
+    python benchmarks/bench_build.py --people 10000 --faces 10 --add 100 --remove 100
 
 Peak RSS is measured in a child process per step (``resource.getrusage(RUSAGE_CHILDREN)``),
 so the table generation does not count towards the build.
@@ -84,6 +84,29 @@ def make_table(path: Path, people: int, faces: int, dim: int = 128, seed: int = 
     writer.close()
 
 
+def drop_table(src: Path, dest: Path, people: int) -> None:
+    """Copy an embed table without the faces and file entries of its first ``people``."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(src)  # (the footer's file list is kept apart from the schema)
+    gone = tuple(f"people/p{i:06d}/" for i in range(people))
+    keep = pc.invert(pc.starts_with(t["source"], "people/p000000/"))
+    for prefix in gone[1:]:
+        keep = pc.and_(keep, pc.invert(pc.starts_with(t["source"], prefix)))
+    meta = {
+        k.decode(): v.decode()
+        for k, v in (pq.ParquetFile(src).metadata.metadata or {}).items()
+        if k.startswith(b"facekit.")
+    }
+    files = json.loads(meta["facekit.files"])
+    meta["facekit.files"] = json.dumps({k: v for k, v in files.items() if not k.startswith(gone)})
+    t = t.filter(keep)
+    with pq.ParquetWriter(dest, t.schema) as writer:
+        writer.write_table(t)
+        writer.add_key_value_metadata(meta)
+
+
 def _child(table: str, db: str) -> None:
     from facekit.gallery_table import build_from_embeddings
 
@@ -129,6 +152,12 @@ def main() -> None:
         default=0,
         help="then build again from a table with this many more people (the incremental add)",
     )
+    ap.add_argument(
+        "--remove",
+        type=int,
+        default=0,
+        help="then build again without the first this many people (photos deleted)",
+    )
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/facekit-bench-build"))
     ap.add_argument("--child", nargs=2, metavar=("TABLE", "DB"), help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -170,6 +199,19 @@ def main() -> None:
             check=False,
         )
         print(f"+{a.add} people re-run:", r.stdout.strip() or r.stderr.strip())
+        table = bigger
+    if a.remove:
+        # the last table without its first a.remove people (photos deleted from the library)
+        smaller = a.workdir / f"{table.stem}-minus{a.remove}.parquet"
+        if not smaller.exists():
+            drop_table(table, smaller, a.remove)
+        r = subprocess.run(
+            [sys.executable, "-c", _RERUN, __file__, str(smaller), str(db)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        print(f"-{a.remove} people re-run:", r.stdout.strip() or r.stderr.strip())
     os.system(f"du -sh {db}")
 
 

@@ -8,7 +8,7 @@ A database is a directory::
       .verified               cache of files already hashed (size, mtime, inode, ctime)
       gen-000007/             the live generation (the previous one is kept for readers)
         manifest.json         format, models + fingerprints, calibration, counts, checksums
-        index-<model>.voy     one Voyager index per recogniser (cosine), ids = face ids
+        index-<model>.voy     one Voyager index per recogniser (cosine), ids = face uids
         faces.parquet         face id, person, source, digest, box, quality, embeddings
         persons.parquet       person id, name, extra fields (JSON), when added
         files.parquet         every gallery photo seen by build-index
@@ -67,8 +67,11 @@ __all__ = [
 ]
 
 #: 2: file sizes in the manifest, authenticated encrypted databases (indices in data.zip).
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: Voyager ids are face uids (models.<m>.index_ids)
 QUERY_EF = _index.QUERY_EF
+#: A write updates the live index in place (marks removed faces deleted, inserts new ones)
+#: while deleted items are at most this share of it; beyond, the index is rebuilt.
+MAX_INDEX_DELETED = 0.2
 #: Set to 1 to open (and, with build-index, upgrade) an encrypted database written before
 #: format 2, whose manifest is not authenticated.
 LEGACY_ENV = "FACEKIT_ALLOW_UNAUTHENTICATED"
@@ -352,6 +355,7 @@ class Database:
         self._persons: dict[str, Person] | None = None
         self._person_ids: np.ndarray | None = None
         self._indices: dict[str, Any] = {}
+        self._uid_order: tuple[np.ndarray, np.ndarray] | None = None
         self._stamps: dict[str, Any] | None = None
         self._fds: dict[str, int] = {}
         self._groups: tuple[dict[str, int], np.ndarray, np.ndarray] | None = None
@@ -598,11 +602,12 @@ class Database:
                 idx = _index.load(io.BytesIO(blob), int(info.get("ef", QUERY_EF)))
             except Exception as exc:
                 raise self._damaged(name, f"is not a Voyager index ({_short(exc)})") from None
-            if len(idx) != self.n_faces or idx.num_dimensions != info["dim"]:
+            deleted = int(info.get("index_deleted", 0))
+            if len(idx) != self.n_faces + deleted or idx.num_dimensions != info["dim"]:
                 raise self._damaged(
                     name,
                     f"holds {len(idx)} vectors of {idx.num_dimensions} dimensions, "
-                    f"the manifest {self.n_faces} of {info['dim']}",
+                    f"the manifest {self.n_faces} (+{deleted} deleted) of {info['dim']}",
                 )
         self._indices[model] = idx
         return idx
@@ -849,7 +854,10 @@ class Database:
                     rep.problems.append(f"no Voyager index for {m} (exact search is slow)")
                 if idx is not None and len(v):
                     got = np.sort(np.fromiter(idx.ids, np.int64, len(idx)))
-                    if not np.array_equal(got, np.arange(len(v))):
+                    want = self.face_uids if self._uid_keyed(m) else np.arange(len(v))
+                    # deleted ids (tombstones) are counted by index(); the live ones must be
+                    # exactly the faces'
+                    if not np.isin(want, got).all() or len(np.unique(got)) != len(got):
                         raise self._damaged(f"index-{m}.voy", "has ids other than the faces'")
         except DatabaseError as exc:
             if raise_on_error:
@@ -901,7 +909,22 @@ class Database:
         """Nearest gallery faces of one model: ``(ids (q, k), distances (q, k))``, cosine."""
         vectors = self.vectors[model]
         idx = self.index(model) if len(vectors) > _index.EXACT_MAX else None
-        return _index.search(idx, vectors, queries, k)
+        rows = self._uid_rows if self._uid_keyed(model) else None
+        return _index.search(idx, vectors, queries, k, rows)
+
+    def _uid_keyed(self, model: str) -> bool:
+        """True when ``model``'s index ids are face uids (else row numbers, older databases)."""
+        return self.manifest["models"][model].get("index_ids") == "face_uid"
+
+    def _uid_rows(self, uids: np.ndarray) -> np.ndarray:
+        """Rows of the faces with these ``face_uid`` s (all present: the index holds no other
+        live ids)."""
+        if self._uid_order is None:
+            all_uids = self.face_uids
+            order = np.argsort(all_uids, kind="stable")
+            self._uid_order = (all_uids[order], order)
+        keys, order = self._uid_order
+        return order[np.searchsorted(keys, uids)]
 
     # ----------------------------------------------------------------- writing
     @staticmethod
@@ -1035,7 +1058,7 @@ class Database:
                 if isinstance(max_strangers, (int, float))
                 else None,
             )
-        indices = cls._extendable_indices(base, live_gen, vectors, storage, fingerprints)
+        indices = cls._updated_indices(base, live_gen, faces, vectors, storage, fingerprints)
         # --- new generation folder
         gens = _generations(path)
         number = _number(gens[0]) + 1 if gens else 1
@@ -1108,39 +1131,54 @@ class Database:
         return calibration
 
     @staticmethod
-    def _extendable_indices(
+    def _updated_indices(
         base: Database | None,
         live_gen: str | None,
+        faces: Any,
         vectors: Mapping[str, np.ndarray],
         storage: str,
         fingerprints: Mapping[str, str],
-    ) -> dict[str, Any]:
-        """model -> ``base``'s index extended by the appended rows, where that is exact."""
-        out: dict[str, Any] = {}
+    ) -> dict[str, tuple[Any, int]]:
+        """model -> (``base``'s index updated to ``faces``, its deleted count), where exact.
+
+        Exact when every face that keeps its ``face_uid`` keeps its embedding (checked), the
+        index is keyed by face uids, and the settings match; deleted items (tombstones) are
+        allowed up to :data:`MAX_INDEX_DELETED` of the index, then it is rebuilt.
+        """
+        out: dict[str, tuple[Any, int]] = {}
         if base is None or not live_gen or base.generation != live_gen or not base.n_faces:
             return out
-        n0 = base.n_faces
+        uids = faces["face_uid"].to_numpy(np.int64)
+        try:
+            old_uids = base.face_uids
+        except DatabaseError:
+            return out
+        kept = np.isin(uids, old_uids)
+        removed = old_uids[~np.isin(old_uids, uids)]
         for m, new in vectors.items():
             info = base.manifest.get("models", {}).get(m)
             if (
                 not isinstance(info, dict)
+                or info.get("index_ids") != "face_uid"
                 or info.get("storage", "float32") != storage
                 or info.get("fingerprint", "") != fingerprints.get(m, "")
                 or new.ndim != 2
-                or len(new) < n0
                 or new.shape[1] != info.get("dim")
             ):
                 continue
+            deleted = int(info.get("index_deleted", 0)) + len(removed)
+            if deleted > MAX_INDEX_DELETED * (len(new) + deleted):
+                continue  # too many tombstones: a rebuild is smaller and faster to search
             try:
                 old = base.vectors.get(m)
-                if old is None or not np.array_equal(old, new[:n0]):
-                    continue
+                if old is None or not np.array_equal(old[base._uid_rows(uids[kept])], new[kept]):
+                    continue  # a face kept its id but not its embedding: rebuild
                 idx = base.index(m)
-            except DatabaseError as exc:  # a damaged index is rebuilt, not extended
+            except DatabaseError as exc:  # a damaged index is rebuilt, not updated
                 log.debug("%s: index of %s rebuilt (%s)", base.path, m, exc)
                 continue
             if idx is not None:
-                out[m] = _index.extend(idx, new)
+                out[m] = (_index.update(idx, removed, new[~kept], uids[~kept]), deleted)
         return out
 
     @classmethod
@@ -1201,7 +1239,7 @@ class Database:
         files_table: Any,
         created: str | None,
         people_edits: Mapping[str, Any] | None = None,
-        indices: Mapping[str, Any] | None = None,
+        indices: Mapping[str, tuple[Any, int]] | None = None,
     ) -> crypto.AuthKey | None:
         import pandas as pd
         import pyarrow as pa
@@ -1249,9 +1287,10 @@ class Database:
         for m in models:
             if n:  # an empty gallery has no index (Voyager cannot load an empty one)
                 buf = io.BytesIO()
-                built = (indices or {}).get(m)
+                built, deleted = (indices or {}).get(m, (None, 0))
                 if built is None:
-                    built = _index.build(np.asarray(vectors[m], np.float32), storage)
+                    uids = faces["face_uid"].to_numpy(np.int64)
+                    built = _index.build(np.asarray(vectors[m], np.float32), storage, uids)
                 _index.save(built, buf)
                 blobs[f"index-{m}.voy"] = buf.getvalue()
             model_info[m] = {
@@ -1261,6 +1300,8 @@ class Database:
                 "storage": storage,
                 "ef": QUERY_EF,
                 "weight": calibration.weights.get(m, 0.0),
+                "index_ids": "face_uid",
+                "index_deleted": int(deleted) if n else 0,
             }
         auth: dict[str, Any] | None = None
         ak = None

@@ -1,20 +1,23 @@
 """Nearest-neighbour search over one recogniser's gallery embeddings (Voyager HNSW + exact re-rank).
 
-One :mod:`voyager` index per recogniser, cosine space, ids = face ids (row numbers of the
-face table). Small galleries (<= :data:`EXACT_MAX` faces) are searched exactly; larger ones
+One :mod:`voyager` index per recogniser, cosine space. Its ids are the faces' stable ids
+(``face_uid``) in databases written since they key the index (manifest ``index_ids``), so a
+later write can mark removed faces deleted and insert new ones instead of rebuilding; older
+databases use row numbers (``face_id``). Small galleries (<= :data:`EXACT_MAX` faces) are searched exactly; larger ones
 ask the graph for twice as many candidates and re-rank them with the exact float32 vectors.
 The generation store that holds these files is :mod:`facekit.database`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import IO, Any
 
 import numpy as np
 
 from .calibration import cosine_distances
 
-__all__ = ["EXACT_MAX", "QUERY_EF", "build", "extend", "load", "save", "search"]
+__all__ = ["EXACT_MAX", "QUERY_EF", "build", "load", "save", "search", "update"]
 
 #: Query-time ``ef`` of the Voyager indices: recall@10 >= 0.99 on face-like data (NOTES.md:
 #: ef=50 gives 0.988-0.997, ef=100 0.999).
@@ -23,12 +26,17 @@ QUERY_EF = 100
 EXACT_MAX = 2000
 
 
-def build(vectors: np.ndarray, storage: str = "float32") -> Any:
-    """A cosine Voyager index of ``vectors`` (ids 0..n-1); ``storage`` float32 or e4m3."""
+def _writable(vectors: np.ndarray) -> np.ndarray:
+    # Voyager refuses read-only arrays (e.g. vectors read from a table): copy only then
+    return np.require(vectors, np.float32, ["C_CONTIGUOUS", "WRITEABLE"])
+
+
+def build(vectors: np.ndarray, storage: str = "float32", ids: np.ndarray | None = None) -> Any:
+    """A cosine Voyager index of ``vectors`` with ``ids`` (default 0..n-1); ``storage``
+    float32 or e4m3."""
     import voyager
 
-    # Voyager refuses read-only arrays (e.g. vectors read from a table): copy only then
-    vectors = np.require(vectors, np.float32, ["C_CONTIGUOUS", "WRITEABLE"])
+    vectors = _writable(vectors)
     n, dim = vectors.shape
     storage_type = (
         voyager.StorageDataType.E4M3 if storage == "e4m3" else voyager.StorageDataType.Float32
@@ -42,21 +50,22 @@ def build(vectors: np.ndarray, storage: str = "float32") -> Any:
         max_elements=max(n, 1),
     )
     if n:
-        index.add_items(vectors, ids=np.arange(n))
+        index.add_items(vectors, ids=np.arange(n) if ids is None else np.asarray(ids, np.int64))
     return index
 
 
-def extend(index: Any, vectors: np.ndarray) -> Any:
-    """Add the rows of ``vectors`` that ``index`` does not hold yet (ids ``len(index)..n-1``).
+def update(index: Any, removed: np.ndarray, vectors: np.ndarray, ids: np.ndarray) -> Any:
+    """Mark the ``removed`` ids deleted and insert ``vectors`` under the new ``ids``.
 
-    An index of the first ``len(index)`` rows of ``vectors``, extended, answers like one built
-    from all of them (HNSW inserts one item at a time either way); adding k faces to n costs
-    O(k log n) instead of a rebuild's O(n log n).
+    HNSW inserts one item at a time whether it builds or extends, so the result answers like
+    an index built from the remaining and new items; deleted items stay in the graph as
+    tombstones that queries step over but never return. Adding k faces to n costs O(k log n)
+    instead of a rebuild's O(n log n).
     """
-    n0, n = len(index), len(vectors)
-    if n > n0:
-        new = np.require(vectors[n0:], np.float32, ["C_CONTIGUOUS", "WRITEABLE"])
-        index.add_items(new, ids=np.arange(n0, n, dtype=np.int64))
+    for i in np.asarray(removed, np.int64):
+        index.mark_deleted(int(i))
+    if len(vectors):
+        index.add_items(_writable(vectors), ids=np.asarray(ids, np.int64))
     return index
 
 
@@ -75,15 +84,20 @@ def load(src: str | IO[bytes], ef: int = QUERY_EF) -> Any:
 
 
 def search(
-    index: Any, vectors: np.ndarray, queries: np.ndarray, k: int
+    index: Any,
+    vectors: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    rows: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest gallery faces: ``(ids (q, k), cosine distances (q, k))``, nearest first.
+    """Nearest gallery faces: ``(rows (q, k), cosine distances (q, k))``, nearest first.
 
     Args:
         index: the Voyager index of ``vectors`` (``None``: exact search).
         vectors: ``(n, dim)`` float32 L2-normalised gallery embeddings (for exact re-ranking).
         queries: ``(q, dim)`` L2-normalised query embeddings.
         k: neighbours wanted (at most ``n`` are returned).
+        rows: maps the index's ids to rows of ``vectors`` (``None``: ids are rows).
     """
     n = len(vectors)
     k = min(k, n)
@@ -102,6 +116,8 @@ def search(
     q = np.array(queries, np.float32, order="C", copy=True)
     ids, _ = index.query(q, k=wide, query_ef=max(QUERY_EF, wide))
     ids = np.asarray(ids, np.int64).reshape(len(queries), wide)
+    if rows is not None:
+        ids = rows(ids)
     cand = vectors[ids]  # (q, wide, dim)
     dist = 1.0 - np.einsum("qwd,qd->qw", cand, np.asarray(queries, np.float32))
     order = np.argsort(dist, axis=1, kind="stable")[:, :k]
