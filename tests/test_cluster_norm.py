@@ -26,6 +26,28 @@ def test_the_cohort_is_shipped_for_the_default_models():
     assert cohort_vectors("sface") is None
 
 
+def test_without_the_cohort_file_clustering_uses_raw_evidence(tmp_path, monkeypatch):
+    """docs/models.md: deleting the shipped cohort is allowed; clustering then works on raw
+    evidence, as for models without a cohort."""
+    import facekit.cluster_norm as cn
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(6, 128))
+    vec = np.repeat(centres, 4, axis=0) + 0.15 * rng.normal(size=(24, 128))
+    vec /= np.linalg.norm(vec, axis=1, keepdims=True)
+    emb = Embeddings({"dlib": vec.astype(np.float32)})
+    with_cohort = cluster_faces(emb, CAL)
+    monkeypatch.setattr(cn.resources, "files", lambda pkg: tmp_path)  # an empty package
+    cn._cohort_file.cache_clear()
+    try:
+        assert cohort_vectors("dlib") is None and cohort_norm(CAL) is None
+        raw = cluster_faces(emb, CAL)
+        assert len(raw.labels) == 24
+        assert raw.threshold != with_cohort.threshold  # the raw-evidence cut
+    finally:
+        cn._cohort_file.cache_clear()
+
+
 def test_normalisation_only_where_its_cut_was_measured():
     assert cohort_norm(CAL) is not None
     assert cohort_norm(Calibration.default(["dlib", "mobilefacenet"])) is not None

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import functools
 import io
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -63,6 +64,8 @@ import numpy as np
 
 from . import _cohort_defaults as _defaults
 from .calibration import DEFAULT_IMPOSTOR, Calibration, Tail
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "COHORT_K",
@@ -87,7 +90,11 @@ CHUNK = 16384
 
 @functools.lru_cache(maxsize=1)
 def _cohort_file() -> dict[str, np.ndarray]:
-    data = resources.files("facekit").joinpath("data/cohort.npz").read_bytes()
+    try:
+        data = resources.files("facekit").joinpath("data/cohort.npz").read_bytes()
+    except OSError as exc:  # removed on purpose (docs/models.md): raw evidence, as without one
+        log.info("no clustering cohort (%s): clustering on raw evidence", exc)
+        return {}
     with np.load(io.BytesIO(data), allow_pickle=False) as z:
         return {m: np.asarray(z[m], np.float32) for m in z.files}
 
