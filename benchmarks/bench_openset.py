@@ -10,7 +10,8 @@ does, for the stated ``--max-strangers``:
   folds are strangers (all their photos). A probe's answer is the face in it with the most
   confident identity (every face of the photo, as identify reports them);
 * ``--scale``: promised vs achieved stranger rate for targets 1% and 5% at 10 to 1,000
-  enrolled people with 1, 3 and 5 photos (benchmarks/openset_scale.py).
+  enrolled people with 1, 3 and 5 photos (benchmarks/openset_scale.py), each cell the mean
+  over ``--splits`` stranger splits (default 5) with the range over splits.
 
 Without ``--folds``: the original run through the real pipeline on ../shared/datasets/lfw-dev
 (issue 3, section 3):
@@ -22,6 +23,7 @@ people are strangers. A probe's answer is the face in it with the most confident
 
 Usage:
     python benchmarks/bench_openset.py --folds report [--models dlib,mobilefacenet] [--scale]
+    python benchmarks/bench_openset.py --folds tune --models dlib --scale-only --splits 5
     python benchmarks/bench_openset.py [--models dlib,mobilefacenet] [--shared ../shared]
 (set FACEKIT_MODEL_MIRROR=../shared/models for mobilefacenet)
 """
@@ -52,8 +54,18 @@ def main() -> None:
         "--split-seed",
         type=int,
         default=0,
-        help="--scale: seed of the random choice of stranger people (0 = the documented table)",
+        help="--scale: seed of the first stranger split (split i uses seed + i)",
     )
+    ap.add_argument(
+        "--splits",
+        type=int,
+        default=5,
+        help="--scale: stranger splits per cell (each a different 30%% of the folds' people)",
+    )
+    ap.add_argument("--sizes", default="10,30,100,300,1000", help="--scale: gallery sizes")
+    ap.add_argument("--photos", default="1,3,5", help="--scale: photos per person")
+    ap.add_argument("--scale-only", action="store_true", help="--scale without the 60/19 protocol")
+    ap.add_argument("--json", default=None, help="--scale: also write the rows to this file")
     args = ap.parse_args()
     if args.folds:
         folds_main(args)
@@ -199,6 +211,9 @@ def folds_main(args) -> None:
 
     models = tuple(args.models.split(","))
     folds = TUNE if args.folds == "tune" else REPORT
+    if args.scale_only:
+        scale_table(args, models, folds)
+        return
     t0 = time.process_time()
     rows, tot = protocol_60_19(models, folds, args.max_strangers, args.draws)
     acc = (tot["right"] + tot["strangers"] - tot["named"]) / (tot["enrolled"] + tot["strangers"])
@@ -220,31 +235,63 @@ def folds_main(args) -> None:
         f"photos named; mean threshold {thr:.2f}; cpu {time.process_time() - t0:.1f} s"
     )
     if args.scale:
-        from openset_scale import make_pool, run
+        scale_table(args, models, folds)
 
-        extra = TUNE if folds == REPORT else ()
-        pool = make_pool(models, folds, seed=args.split_seed, distractor_folds=extra)
+
+def scale_table(args, models, folds) -> None:
+    import json
+
+    import numpy as np
+    from folds import REPORT, TUNE
+    from openset_scale import run_splits
+
+    extra = TUNE if folds == REPORT else ()
+    sizes = [int(x) for x in args.sizes.split(",")]
+    photos = [int(x) for x in args.photos.split(",")]
+    reps = {10: 40, 30: 24, 100: 10, 300: 4, 1000: 3}
+    w = {m: 1.0 / len(models) for m in models}
+    t0, c0 = time.perf_counter(), time.process_time()
+    rows = run_splits(
+        models,
+        folds,
+        w,
+        sizes,
+        photos,
+        [0.01, 0.05],
+        repeats=reps,
+        splits=args.splits,
+        split_seed=args.split_seed,
+        distractor_folds=extra,
+    )
+    print(
+        f"\nscale: folds {folds}, {args.splits} stranger splits (seeds {args.split_seed}-"
+        f"{args.split_seed + args.splits - 1}; 30% of the folds' people each), mean "
+        f"{np.mean([r['strangers'] for r in rows]):.0f} stranger photos per split"
+        + (", singles of the tune folds as extra distractors only" if extra else "")
+        + f"; galleries per split and cell: {', '.join(f'{n}: {reps[n]}' for n in sizes)}"
+    )
+    print(
+        "| photos/person | people | target | achieved | predicted | achieved/target |"
+        " range over splits | threshold | enrolled named (LOO) | calibrate cpu s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    rows.sort(key=lambda r: (r["people"], r["photos"], r["target"]))
+    for r in rows:
+        named = "-" if r["named"] is None else f"{r['named']:.1%}"
+        flag = "" if 0.5 <= r["ratio"] <= 1.5 else "**"
         print(
-            f"\nscale: {len(pool.multi)} multi-photo + {len(pool.singles)} single-photo people "
-            f"to enrol, {len(pool.strangers)} stranger photos (split seed {args.split_seed})"
-            + (" (singles of the tune folds as extra distractors only)" if extra else "")
+            f"| {r['photos']} | {r['people']} | {r['target']:.0%} | {r['achieved']:.2%} "
+            f"| {r['predicted']:.2%} | {flag}{r['ratio']:.2f}{flag} | {r['lo']:.2f}-{r['hi']:.2f} "
+            f"| {r['threshold']:.2f} | {named} | {r['cpu_s']:.2f} |",
+            flush=True,
         )
-        print(
-            "| photos/person | people | target | achieved | predicted | achieved/target |"
-            " threshold | enrolled named (LOO) | calibrate cpu s |"
-        )
-        print("|---|---|---|---|---|---|---|---|---|")
-        reps = {10: 40, 30: 24, 100: 10, 300: 4, 1000: 3}
-        for n in (10, 30, 100, 300, 1000):
-            w = {m: 1.0 / len(models) for m in models}
-            for r in run(pool, w, [n], [1, 3, 5], [0.01, 0.05], repeats=reps[n]):
-                named = "-" if r["named"] is None else f"{r['named']:.1%}"
-                print(
-                    f"| {r['photos']} | {r['people']} | {r['target']:.0%} | {r['achieved']:.2%} "
-                    f"| {r['predicted']:.2%} | {r['ratio']:.2f} | {r['threshold']:.2f} | {named} "
-                    f"| {r['cpu_s']:.2f} |",
-                    flush=True,
-                )
+    inside = sum(0.5 <= r["ratio"] <= 1.5 for r in rows)
+    print(
+        f"\n{inside} of {len(rows)} cells within 0.5-1.5x (mean over splits); "
+        f"wall {time.perf_counter() - t0:.0f} s, cpu {time.process_time() - c0:.0f} s"
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

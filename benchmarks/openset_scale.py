@@ -7,20 +7,26 @@ Used by bench_openset.py (``--scale``) and calibrate_defaults.py. Works on cache
 
 Gallery of N people with k photos each: people with at least k photos from lfw-dev /
 lfw-few first, then lfw-singles people (one photo each) as extra enrolled distractors when
-N is larger. Strangers: a fixed random share (``stranger_share``, 30%) of each dataset's
-people of those folds, never enrolled; one face per photo. The report folds hold about 1,000
+N is larger. Strangers: a random share (``stranger_share``, 30%) of each dataset's
+people of those folds, never enrolled; one face per photo. The stranger photos are few and
+correlated (several photos per person, look-alike groups), so one split measures a 1% cell
+only to about +-50%: :func:`run_splits` repeats every cell over ``splits`` different stranger
+splits (each with its own random galleries) and reports the mean and the range over splits. The report folds hold about 1,000
 people in all, so reaching 1,000 enrolled people there needs ``distractor_folds``: singles of
 other folds enrolled as distractors only (never strangers, never measured).
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from folds import load_faces
+
+_load = functools.lru_cache(maxsize=None)(load_faces)
 
 
 @dataclass
@@ -39,9 +45,10 @@ def make_pool(
     stranger_share: float = 0.3,
     distractor_folds: Sequence[int] = (),
 ) -> Pool:
-    parts = [load_faces(d, models).folds(folds) for d in ("lfw-dev", "lfw-few", "lfw-singles")]
+    models = tuple(models)
+    parts = [_load(d, models).folds(folds) for d in ("lfw-dev", "lfw-few", "lfw-singles")]
     if distractor_folds:
-        parts.append(load_faces("lfw-singles", models).folds(distractor_folds))
+        parts.append(_load("lfw-singles", models).folds(distractor_folds))
     rng = np.random.default_rng(seed)
     person = np.concatenate([p.person for p in parts])
     vectors = {m: np.concatenate([p.vectors[m] for p in parts]) for m in models}
@@ -130,6 +137,58 @@ def run(
                         "cpu_s": t_cal / repeats,
                         "strangers": len(pool.strangers),
                         "model": "/".join(sorted(kinds)),
+                    }
+                )
+    return rows
+
+
+def run_splits(
+    models: Sequence[str],
+    folds: Sequence[int],
+    weights: dict[str, float],
+    sizes: Sequence[int],
+    photos: Sequence[int],
+    targets: Sequence[float],
+    repeats: int | dict[int, int] = 5,
+    splits: int = 5,
+    split_seed: int = 0,
+    distractor_folds: Sequence[int] = (),
+) -> list[dict]:
+    """:func:`run` over ``splits`` stranger splits (seeds ``split_seed``, ``split_seed + 1``,
+    ...), each with its own random galleries (``repeats`` per cell and split, or a dict gallery
+    size -> repeats). A row's ``achieved`` and ``predicted`` are means over splits; ``lo`` and
+    ``hi`` the smallest and largest per-split achieved/target; ``per_split`` the per-split
+    ratios; ``strangers`` the mean number of stranger photos."""
+    per: dict[tuple[int, int, float], list[dict]] = {}
+    for s in range(splits):
+        pool = make_pool(models, folds, seed=split_seed + s, distractor_folds=distractor_folds)
+        for n in sizes:
+            reps = repeats.get(n, 5) if isinstance(repeats, dict) else repeats
+            for r in run(pool, weights, [n], photos, targets, repeats=reps, seed=1 + 1000 * s):
+                per.setdefault((r["photos"], r["people"], r["target"]), []).append(r)
+    rows = []
+    for k in photos:
+        for n in sizes:
+            for a in targets:
+                rs = per[(k, n, a)]
+                ratios = [r["ratio"] for r in rs]
+                named = [r["named"] for r in rs if r["named"] is not None]
+                rows.append(
+                    {
+                        "photos": k,
+                        "people": n,
+                        "target": a,
+                        "achieved": float(np.mean([r["achieved"] for r in rs])),
+                        "predicted": float(np.mean([r["predicted"] for r in rs])),
+                        "threshold": float(np.mean([r["threshold"] for r in rs])),
+                        "named": float(np.mean(named)) if named else None,
+                        "ratio": float(np.mean(ratios)),
+                        "lo": float(min(ratios)),
+                        "hi": float(max(ratios)),
+                        "per_split": [round(x, 3) for x in ratios],
+                        "cpu_s": float(np.mean([r["cpu_s"] for r in rs])),
+                        "strangers": float(np.mean([r["strangers"] for r in rs])),
+                        "model": "/".join(sorted({r["model"] for r in rs})),
                     }
                 )
     return rows
