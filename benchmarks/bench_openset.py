@@ -11,7 +11,7 @@ does, for the stated ``--max-strangers``:
   confident identity (every face of the photo, as identify reports them);
 * ``--scale``: promised vs achieved stranger rate for targets 1% and 5% at 10 to 1,000
   enrolled people with 1, 3 and 5 photos (benchmarks/openset_scale.py), each cell the mean
-  over ``--splits`` stranger splits (default 5) with the range over splits.
+  over ``--splits`` stranger splits (default 10) with the range over splits.
 
 Without ``--folds``: the original run through the real pipeline on ../shared/datasets/lfw-dev
 (issue 3, section 3):
@@ -59,7 +59,7 @@ def main() -> None:
     ap.add_argument(
         "--splits",
         type=int,
-        default=5,
+        default=10,
         help="--scale: stranger splits per cell (each a different 30%% of the folds' people)",
     )
     ap.add_argument("--sizes", default="10,30,100,300,1000", help="--scale: gallery sizes")

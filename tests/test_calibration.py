@@ -152,6 +152,44 @@ def test_pair_threshold_uses_measured_tail():
     assert 1.5 < pair_threshold(0.003, Calibration.default(["dlib"])) < 3.5
 
 
+def test_independence_model_mixes_gallery_and_default_tails():
+    """rate = mean_i [1 - (1 - p(x_i)) ** N] with p = w * own + (1 - w) * default tail."""
+    light, heavy = Tail(1.0, 0.2, 0.0, 0.3), Tail(1.0, 0.2, 0.0, 1.0)
+    loc, scale = np.array([0.0, 0.5]), np.ones(2)
+    mixed = StrangerModel(30, light, "iid", 29, loc, scale, 1.0, heavy, 0.25)
+    t = 3.0
+    x = t - loc
+    p = 0.25 * 0.2 * np.exp(-(x - 1.0) / 0.3) + 0.75 * 0.2 * np.exp(-(x - 1.0) / 1.0)
+    assert mixed.rate(t)[0] == pytest.approx(np.mean(1 - (1 - p) ** 30), rel=1e-9)
+    own = StrangerModel(30, light, "iid", 29, loc, scale)
+    default = StrangerModel(30, heavy, "iid", 29, loc, scale)
+    assert own.threshold(0.01) < mixed.threshold(0.01) < default.threshold(0.01)
+    back = StrangerModel.from_dict(json.loads(json.dumps(mixed.to_dict())))
+    assert back.weight == 0.25 and back.threshold(0.01) == pytest.approx(mixed.threshold(0.01))
+    assert "prior" not in own.to_dict()  # weight 1: nothing mixed, nothing stored
+
+
+def test_small_gallery_model_counts_people_and_mixes_the_default_tail(monkeypatch):
+    """30 people x 5 photos are 30 leave-one-person-out maxima, not 150: the independence
+    model; its tail is the gallery's own mixed with the ensemble's default in the proportion
+    m / (m + TAIL_PRIOR_SCORES) of the gallery's m scores."""
+    import facekit._calibration_defaults as D
+
+    persons, v, _ = _synthetic_gallery(30, 5, 8)
+    cal = calibrate(persons, {"m": v}, {"m": 1.0})
+    assert cal.stats["model"] == "iid" and cal.model().prior is None
+    persons1, v1, _ = _synthetic_gallery(100, 1, 9)
+    assert calibrate(persons1, {"m": v1}, {"m": 1.0}).stats["model"] == "maxima"
+    monkeypatch.setitem(D.TAIL_PRIOR_SCORES, "m", 1000.0)
+    mixed = calibrate(persons, {"m": v}, {"m": 1.0})
+    m = mixed.stats["stranger_scores"]
+    assert m == 150 * 29
+    sm = mixed.model()
+    assert sm.weight == pytest.approx(m / (m + 1000.0), abs=1e-6)
+    assert sm.prior is not None and mixed.threshold != pytest.approx(cal.threshold, abs=1e-3)
+    assert mixed.expected_strangers == pytest.approx(0.01, rel=1e-3)
+
+
 # --------------------------------------------------------------------------- real photos
 def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(

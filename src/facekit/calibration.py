@@ -102,6 +102,16 @@ PRIOR_PROBE_SCORES = 20
 PRIOR_MAXIMA = 30
 #: Probe faces needed to model the leave-one-person-out maxima directly (else "iid").
 MIN_MAXIMA_PROBES = 100
+#: Count probe people rather than faces for MIN_MAXIMA_PROBES (30 people with 5 photos are
+#: 30 observations of the leave-one-person-out maximum, not 150).
+MAXIMA_BY_PEOPLE = True
+#: Standardised scores needed before the gallery's own tail is fitted (else the default's).
+MIN_TAIL_SCORES = 600
+#: Independence model: weight, in standardised scores, of the default tail mixed with the
+#: gallery's own (the gallery's share is m / (m + weight) for m scores; 0: not mixed). Per
+#: ensemble in ``_calibration_defaults.TAIL_PRIOR_SCORES`` (fitted on the tune folds); this
+#: value for the others.
+TAIL_PRIOR_SCORES = 0.0
 #: Strangers named per leave-one-out stranger named, on the tune folds (the gallery's own
 #: faces resemble each other less than new photos do; benchmarks/calibrate_defaults.py).
 MAXIMA_MARGIN = 1.5
@@ -272,16 +282,25 @@ class StrangerModel:
     loc: np.ndarray = field(default_factory=lambda: np.zeros(1))
     scale: np.ndarray = field(default_factory=lambda: np.ones(1))
     margin: float = 1.0
+    prior: Tail | None = None
+    weight: float = 1.0
+
+    def _sf(self, x: np.ndarray) -> np.ndarray:
+        """Exceedance of ``tail``, mixed with ``prior`` (weight ``1 - weight``) when set."""
+        p = self.tail.sf(x)
+        if self.prior is not None and self.weight < 1.0:
+            p = self.weight * p + (1.0 - self.weight) * self.prior.sf(x)
+        return p
 
     def rate(self, threshold: float | np.ndarray, persons: int | None = None) -> np.ndarray:
         """Expected share of strangers named at ``threshold`` against ``persons`` people."""
         n = max(int(self.persons if persons is None else persons), 1)
         t = np.atleast_1d(np.asarray(threshold, float))
         if self.kind == "maxima":
-            p = np.minimum(self.margin * self.tail.sf(t), 1 - 1e-15)
+            p = np.minimum(self.margin * self._sf(t), 1 - 1e-15)
             return -np.expm1((n / max(self.reference, 1)) * np.log1p(-p))
         x = (t[:, None] - self.loc[None, :]) / self.scale[None, :]
-        p = self.tail.sf(x.ravel()).reshape(x.shape)
+        p = self._sf(x.ravel()).reshape(x.shape)
         # 1 - (1 - p) ** n, accurate for tiny p
         named = -np.expm1(n * np.log1p(-np.minimum(p, 1 - 1e-15)))
         return np.minimum(self.margin * named.mean(1), 1.0)
@@ -313,6 +332,9 @@ class StrangerModel:
         if self.kind == "iid":
             d["loc"] = [round(float(v), 4) for v in self.loc]
             d["scale"] = [round(float(v), 4) for v in self.scale]
+        if self.prior is not None and self.weight < 1.0:
+            d["prior"] = self.prior.to_dict()
+            d["weight"] = round(float(self.weight), 6)
         return d
 
     @classmethod
@@ -325,6 +347,8 @@ class StrangerModel:
             np.asarray(d.get("loc", [0.0]), float),
             np.asarray(d.get("scale", [1.0]), float),
             float(d.get("margin", 1.0)),
+            Tail.from_dict(d["prior"]) if d.get("prior") else None,
+            float(d.get("weight", 1.0)),
         )
 
 
@@ -545,6 +569,7 @@ def calibrate(
     model, whatever the gallery size (a few seconds at a million faces).
     """
     models = list(weights)
+    key = _ensemble_key(models)
     if max_strangers is None:
         max_strangers = default_max_strangers(models)
     persons = np.asarray(persons).astype(str)
@@ -638,10 +663,16 @@ def calibrate(
     scales_a = np.sqrt(w * np.maximum(s_i, 1e-3) ** 2 + (1 - w) * ps**2)
     eps = ((scores - locs_a[:, None]) / scales_a[:, None])[valid]
     prior_tail = Tail.from_dict(by_photos.get("stranger", defaults["stranger"]))
-    tail = Tail.fit(eps, 0.05, prior_tail) if len(eps) >= 600 else prior_tail
+    if len(eps) >= MIN_TAIL_SCORES:
+        tail = Tail.fit(eps, 0.05, prior_tail)
+        n0 = float(getattr(_defaults, "TAIL_PRIOR_SCORES", {}).get(key, TAIL_PRIOR_SCORES))
+        w_tail = len(eps) / (len(eps) + n0)
+    else:
+        tail, w_tail = prior_tail, 0.0
     maxima = np.nanmax(np.where(valid, scores, np.nan), axis=1)
     n_ref = int(np.median(cnt))
-    if len(maxima) >= MIN_MAXIMA_PROBES:
+    probe_units = len(np.unique(inverse[probes][keep])) if MAXIMA_BY_PEOPLE else len(maxima)
+    if probe_units >= MIN_MAXIMA_PROBES:
         prior_m = Tail.from_dict(defaults.get("maxima", _GENERIC_TAIL["maxima"]))
         mtail = Tail.fit(maxima, MAXIMA_TAIL, prior_m, PRIOR_MAXIMA)
         margin = float(_defaults.MARGINS.get(_ensemble_key(models), MAXIMA_MARGIN))
@@ -652,7 +683,9 @@ def calibrate(
         if len(sel) > 256:
             sel = np.sort(rng.choice(len(sel), 256, replace=False))
         margin = float(_defaults.IID_MARGINS.get(_ensemble_key(models), 1.0))
-        sm = StrangerModel(n_persons, tail, "iid", n_ref, locs_a[sel], scales_a[sel], margin)
+        sm = StrangerModel(
+            n_persons, tail, "iid", n_ref, locs_a[sel], scales_a[sel], margin, prior_tail, w_tail
+        )
         kind_tail = tail
     cal.stranger_model = sm.to_dict()
     # --- 3. leave-one-out genuine scores
