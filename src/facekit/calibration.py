@@ -665,8 +665,8 @@ def calibrate(
     prior_tail = Tail.from_dict(by_photos.get("stranger", defaults["stranger"]))
     if len(eps) >= MIN_TAIL_SCORES:
         tail = Tail.fit(eps, 0.05, prior_tail)
-        n0 = float(getattr(_defaults, "TAIL_PRIOR_SCORES", {}).get(key, TAIL_PRIOR_SCORES))
-        w_tail = len(eps) / (len(eps) + n0)
+        prior_n = float(_defaults.TAIL_PRIOR_SCORES.get(key, TAIL_PRIOR_SCORES))
+        w_tail = len(eps) / (len(eps) + prior_n)
     else:
         tail, w_tail = prior_tail, 0.0
     maxima = np.nanmax(np.where(valid, scores, np.nan), axis=1)
