@@ -28,7 +28,9 @@ distribution (each gallery face against its own person's other faces) above the 
 **Small galleries** borrow strength from defaults measured on the tune folds of
 ``../shared/datasets`` (benchmarks/calibrate_defaults.py; people-disjoint folds, see
 docs/accuracy.md): impostor statistics, the shape of the tail and the spread of probe
-locations are shrunk toward them in proportion to how little the gallery measures.
+locations are shrunk toward them in proportion to how little the gallery measures, and the
+independence model's tail is a mixture of the gallery's own and the default one
+(``TAIL_PRIOR_SCORES``): a tail fitted on a few dozen excesses is too light.
 
 **Clustering.** :func:`pair_threshold` gives the evidence cut at which a stated share of
 different-person *pairs* would merge, from the same kind of tail fit on impostor pairs.
@@ -100,7 +102,8 @@ PRIOR_EXCEEDANCES = 200
 PRIOR_SCORES = 50
 PRIOR_PROBE_SCORES = 20
 PRIOR_MAXIMA = 30
-#: Probe faces needed to model the leave-one-person-out maxima directly (else "iid").
+#: Probes (people, see MAXIMA_BY_PEOPLE) needed to model the leave-one-person-out maxima
+#: directly (else "iid").
 MIN_MAXIMA_PROBES = 100
 #: Count probe people rather than faces for MIN_MAXIMA_PROBES (30 people with 5 photos are
 #: 30 observations of the leave-one-person-out maximum, not 150).
@@ -255,13 +258,14 @@ class StrangerModel:
 
     Two forms, chosen by :func:`calibrate` from how much the gallery measures:
 
-    * ``"maxima"`` (galleries with at least ``MIN_MAXIMA_PROBES`` probe faces): ``tail`` is
+    * ``"maxima"`` (probes of at least ``MIN_MAXIMA_PROBES`` people): ``tail`` is
       the distribution of each probe's *best* score over ``reference`` other people (the
       leave-one-person-out maxima), a generalised Pareto fit above its 80th percentile.
       Against N people: ``rate = 1 - (1 - margin * P(M > t)) ** (N / reference)`` (blocks
       of ``reference`` people treated as independent; exact when ``N = reference``).
     * ``"iid"`` (small galleries): probe ``i`` scores ``loc_i + scale_i * eps`` against each
-      enrolled person, ``eps`` with distribution ``tail``, independently:
+      enrolled person, ``eps`` with distribution ``tail`` (mixed with ``prior``, the default
+      tail, in the proportion ``weight`` : ``1 - weight`` when set), independently:
       ``rate = margin * mean_i [1 - (1 - P(eps > (t - loc_i) / scale_i)) ** N]``.
 
     ``margin`` (measured on the tune folds per ensemble, ``_calibration_defaults.py``) is how
@@ -273,6 +277,8 @@ class StrangerModel:
         kind: ``"maxima"`` or ``"iid"``.
         reference: people each maximum was taken over (``"maxima"``).
         loc, scale: per-probe location and scale (``"iid"``; at most 256 probes).
+        margin: see above.
+        prior, weight: the default tail mixed into ``tail`` and ``tail``'s share (``"iid"``).
     """
 
     persons: int
