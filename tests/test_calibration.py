@@ -190,6 +190,29 @@ def test_small_gallery_model_counts_people_and_mixes_the_default_tail(monkeypatc
     assert mixed.expected_strangers == pytest.approx(0.01, rel=1e-3)
 
 
+def test_galleries_between_the_regimes_blend_the_two_models():
+    """30 < N < 100 people: the independence model's rate interpolated geometrically toward
+    the maxima model's, weight log(N / 30) / log(100 / 30); none at 30 people or at 100."""
+    import facekit.calibration as C
+
+    persons, v, _ = _synthetic_gallery(60, 3, 10)
+    cal = calibrate(persons, {"m": v}, {"m": 1.0}, max_strangers=0.02)
+    sm = cal.model()
+    assert cal.stats["model"] == "iid+maxima" and sm.other is not None
+    assert sm.blend == pytest.approx(math.log(2.0) / math.log(100 / 30), abs=1e-6)
+    t = cal.threshold
+    alone = C.StrangerModel.from_dict({**sm.to_dict(), "other": None})
+    r_iid, r_max = alone.rate(t)[0], sm.other.rate(t)[0]
+    assert r_iid != pytest.approx(r_max, rel=0.05)
+    b = sm.blend
+    assert sm.rate(t)[0] == pytest.approx(r_iid ** (1 - b) * r_max**b, rel=1e-9)
+    assert cal.expected_strangers == pytest.approx(0.02, rel=1e-3)
+    back = Calibration.from_dict(json.loads(json.dumps(cal.to_dict())))
+    assert back.for_rate(0.05).threshold == pytest.approx(cal.for_rate(0.05).threshold, abs=1e-6)
+    p30, v30, _ = _synthetic_gallery(30, 3, 11)
+    assert calibrate(p30, {"m": v30}, {"m": 1.0}).stats["model"] == "iid"
+
+
 # --------------------------------------------------------------------------- real photos
 def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(

@@ -108,6 +108,10 @@ MIN_MAXIMA_PROBES = 100
 #: Count probe people rather than faces for MIN_MAXIMA_PROBES (30 people with 5 photos are
 #: 30 observations of the leave-one-person-out maximum, not 150).
 MAXIMA_BY_PEOPLE = True
+#: Galleries of BLEND_FROM to MIN_MAXIMA_PROBES people: the independence model's rate is
+#: interpolated geometrically toward the maxima model's, with weight log(N / BLEND_FROM) /
+#: log(MIN_MAXIMA_PROBES / BLEND_FROM) (0: no blend).
+BLEND_FROM = 30
 #: Standardised scores needed before the gallery's own tail is fitted (else the default's).
 MIN_TAIL_SCORES = 600
 #: Independence model: weight, in standardised scores, of the default tail mixed with the
@@ -290,6 +294,8 @@ class StrangerModel:
     margin: float = 1.0
     prior: Tail | None = None
     weight: float = 1.0
+    other: StrangerModel | None = None
+    blend: float = 0.0
 
     def _sf(self, x: np.ndarray) -> np.ndarray:
         """Exceedance of ``tail``, mixed with ``prior`` (weight ``1 - weight``) when set."""
@@ -309,7 +315,13 @@ class StrangerModel:
         p = self._sf(x.ravel()).reshape(x.shape)
         # 1 - (1 - p) ** n, accurate for tiny p
         named = -np.expm1(n * np.log1p(-np.minimum(p, 1 - 1e-15)))
-        return np.minimum(self.margin * named.mean(1), 1.0)
+        r = np.minimum(self.margin * named.mean(1), 1.0)
+        if self.other is not None and self.blend > 0.0:
+            # geometric interpolation toward the other form (galleries between the two regimes)
+            r2 = self.other.rate(t, n)
+            b = self.blend
+            r = np.exp((1 - b) * np.log(np.maximum(r, 1e-300)) + b * np.log(np.maximum(r2, 1e-300)))
+        return r
 
     def threshold(self, max_strangers: float, persons: int | None = None) -> float:
         """The evidence threshold at which :meth:`rate` equals ``max_strangers``."""
@@ -341,6 +353,9 @@ class StrangerModel:
         if self.prior is not None and self.weight < 1.0:
             d["prior"] = self.prior.to_dict()
             d["weight"] = round(float(self.weight), 6)
+        if self.other is not None and self.blend > 0.0:
+            d["other"] = self.other.to_dict()
+            d["blend"] = round(float(self.blend), 6)
         return d
 
     @classmethod
@@ -355,6 +370,8 @@ class StrangerModel:
             float(d.get("margin", 1.0)),
             Tail.from_dict(d["prior"]) if d.get("prior") else None,
             float(d.get("weight", 1.0)),
+            StrangerModel.from_dict(d["other"]) if d.get("other") else None,
+            float(d.get("blend", 0.0)),
         )
 
 
@@ -693,6 +710,13 @@ def calibrate(
             n_persons, tail, "iid", n_ref, locs_a[sel], scales_a[sel], margin, prior_tail, w_tail
         )
         kind_tail = tail
+        if 0 < BLEND_FROM < probe_units and len(maxima) >= 20:
+            # between the regimes: the independence model over-predicts the growth with N
+            prior_m = Tail.from_dict(defaults.get("maxima", _GENERIC_TAIL["maxima"]))
+            mtail = Tail.fit(maxima, MAXIMA_TAIL, prior_m, PRIOR_MAXIMA)
+            m_margin = float(_defaults.MARGINS.get(_ensemble_key(models), MAXIMA_MARGIN))
+            sm.other = StrangerModel(n_persons, mtail, "maxima", n_ref, margin=m_margin)
+            sm.blend = math.log(probe_units / BLEND_FROM) / math.log(MIN_MAXIMA_PROBES / BLEND_FROM)
     cal.stranger_model = sm.to_dict()
     # --- 3. leave-one-out genuine scores
     face_order = np.argsort(inverse, kind="stable")
@@ -726,7 +750,7 @@ def calibrate(
         pooled=[round(pm, 4), round(ps, 4)],
         iid_tail=tail.to_dict(),
         maxima_tail=Tail.fit(maxima, MAXIMA_TAIL).to_dict() if len(maxima) >= 20 else None,
-        model=sm.kind,
+        model=sm.kind + ("+maxima" if sm.other is not None else ""),
     )
     return cal
 
