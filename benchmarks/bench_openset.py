@@ -248,7 +248,8 @@ def scale_table(args, models, folds) -> None:
     extra = TUNE if folds == REPORT else ()
     sizes = [int(x) for x in args.sizes.split(",")]
     photos = [int(x) for x in args.photos.split(",")]
-    reps = {10: 40, 30: 24, 100: 10, 300: 4, 1000: 3}
+    reps = {10: 40, 30: 24, 50: 16, 70: 12, 100: 10, 300: 4, 1000: 3}
+    reps.update({n: 5 for n in sizes if n not in reps})
     w = {m: 1.0 / len(models) for m in models}
     t0, c0 = time.perf_counter(), time.process_time()
     rows = run_splits(

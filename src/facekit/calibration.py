@@ -283,6 +283,9 @@ class StrangerModel:
         loc, scale: per-probe location and scale (``"iid"``; at most 256 probes).
         margin: see above.
         prior, weight: the default tail mixed into ``tail`` and ``tail``'s share (``"iid"``).
+        other, blend: galleries between the regimes (``BLEND_FROM`` to ``MIN_MAXIMA_PROBES``
+            people): the ``"maxima"`` model and its weight; the rate is
+            ``rate_self ** (1 - blend) * other.rate ** blend``.
     """
 
     persons: int
