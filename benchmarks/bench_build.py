@@ -177,42 +177,36 @@ def main() -> None:
     db = a.workdir / f"db-{a.people}x{a.faces}"
     shutil.rmtree(db, ignore_errors=True)
     print("first build:", json.dumps(_run_step(table, db)))
-    # RUSAGE_CHILDREN keeps the maximum over all children: the re-run's own peak is printed
-    # by a fresh parent process
-    r = subprocess.run(
-        [sys.executable, "-c", _RERUN, __file__, str(table), str(db)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    print("unchanged re-run:", r.stdout.strip() or r.stderr.strip())
+    print("unchanged re-run:", _rerun(table, db))
     if a.add:
         # the same people (the generator is deterministic per chunk of 5,000 people) plus
         # a.add new ones at the end: an incremental build that only adds faces
+        if a.people % 5000:
+            print("note: --people is not a multiple of 5,000: the old people's vectors differ")
         bigger = a.workdir / f"synthetic-{a.people + a.add}x{a.faces}.parquet"
         if not bigger.exists():
             make_table(bigger, a.people + a.add, a.faces)
-        r = subprocess.run(
-            [sys.executable, "-c", _RERUN, __file__, str(bigger), str(db)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        print(f"+{a.add} people re-run:", r.stdout.strip() or r.stderr.strip())
+        print(f"+{a.add} people re-run:", _rerun(bigger, db))
         table = bigger
     if a.remove:
         # the last table without its first a.remove people (photos deleted from the library)
         smaller = a.workdir / f"{table.stem}-minus{a.remove}.parquet"
         if not smaller.exists():
             drop_table(table, smaller, a.remove)
-        r = subprocess.run(
-            [sys.executable, "-c", _RERUN, __file__, str(smaller), str(db)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        print(f"-{a.remove} people re-run:", r.stdout.strip() or r.stderr.strip())
+        print(f"-{a.remove} people re-run:", _rerun(smaller, db))
     os.system(f"du -sh {db}")
+
+
+def _rerun(table: Path, db: Path) -> str:
+    """Build ``db`` from ``table`` in a fresh parent process: RUSAGE_CHILDREN keeps the
+    maximum over all children, so each re-run's own peak is measured by a new parent."""
+    r = subprocess.run(
+        [sys.executable, "-c", _RERUN, __file__, str(table), str(db)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return r.stdout.strip() or r.stderr.strip()
 
 
 _RERUN = """
