@@ -698,27 +698,29 @@ def calibrate(
     maxima = np.nanmax(np.where(valid, scores, np.nan), axis=1)
     n_ref = int(np.median(cnt))
     probe_units = len(np.unique(inverse[probes][keep])) if MAXIMA_BY_PEOPLE else len(maxima)
-    if probe_units >= MIN_MAXIMA_PROBES:
+
+    def maxima_model() -> StrangerModel:
+        # the distribution of each probe's best score over n_ref other people
         prior_m = Tail.from_dict(defaults.get("maxima", _GENERIC_TAIL["maxima"]))
         mtail = Tail.fit(maxima, MAXIMA_TAIL, prior_m, PRIOR_MAXIMA)
-        margin = float(_defaults.MARGINS.get(_ensemble_key(models), MAXIMA_MARGIN))
-        sm = StrangerModel(n_persons, mtail, "maxima", n_ref, margin=margin)
-        kind_tail = mtail
+        margin = float(_defaults.MARGINS.get(key, MAXIMA_MARGIN))
+        return StrangerModel(n_persons, mtail, "maxima", n_ref, margin=margin)
+
+    if probe_units >= MIN_MAXIMA_PROBES:
+        sm = maxima_model()
+        kind_tail = sm.tail
     else:
         sel = np.arange(len(locs_a))
         if len(sel) > 256:
             sel = np.sort(rng.choice(len(sel), 256, replace=False))
-        margin = float(_defaults.IID_MARGINS.get(_ensemble_key(models), 1.0))
+        margin = float(_defaults.IID_MARGINS.get(key, 1.0))
         sm = StrangerModel(
             n_persons, tail, "iid", n_ref, locs_a[sel], scales_a[sel], margin, prior_tail, w_tail
         )
         kind_tail = tail
         if 0 < BLEND_FROM < probe_units and len(maxima) >= 20:
             # between the regimes: the independence model over-predicts the growth with N
-            prior_m = Tail.from_dict(defaults.get("maxima", _GENERIC_TAIL["maxima"]))
-            mtail = Tail.fit(maxima, MAXIMA_TAIL, prior_m, PRIOR_MAXIMA)
-            m_margin = float(_defaults.MARGINS.get(_ensemble_key(models), MAXIMA_MARGIN))
-            sm.other = StrangerModel(n_persons, mtail, "maxima", n_ref, margin=m_margin)
+            sm.other = maxima_model()
             sm.blend = math.log(probe_units / BLEND_FROM) / math.log(MIN_MAXIMA_PROBES / BLEND_FROM)
     cal.stranger_model = sm.to_dict()
     # --- 3. leave-one-out genuine scores
