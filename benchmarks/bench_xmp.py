@@ -139,29 +139,9 @@ def main() -> None:
     subprocess.run(
         ["exiftool", "-q", "-overwrite_original", "-XMP-mwg-rs:all=", str(new)], check=True
     )
-    _, w0, c0 = timed(
-        "identify",
-        str(new),
-        "-d",
-        str(tmp / "xmp.db"),
-        "-j",
-        args.workers,
-        "-q",
-        "--format",
-        "ndjson",
-    )
-    _, w1, c1 = timed(
-        "identify",
-        str(new),
-        "-d",
-        str(tmp / "xmp.db"),
-        "-j",
-        args.workers,
-        "-q",
-        "--format",
-        "ndjson",
-        "--write-xmp",
-    )
+    identify = ["identify", str(new), "-d", str(tmp / "xmp.db"), "-j", args.workers, "-q"]
+    _, w0, c0 = timed(*identify, "--format", "ndjson")
+    _, w1, c1 = timed(*identify, "--format", "ndjson", "--write-xmp")
     print(f"identify: {w0:.1f} s wall / {c0:.1f} s CPU; with --write-xmp {w1:.1f} s / {c1:.1f} s")
     out = subprocess.run(
         ["exiftool", "-j", "-struct", "-XMP-mwg-rs:RegionInfo", "-ext", "xmp", str(new)],

@@ -464,15 +464,7 @@ class _FrameFuture:
     def result(self) -> Any:
         import ray
 
-        try:
-            return ray.get(self.ref)
-        except FacekitError as exc:  # a RayTaskError that is also the original error class
-            cause = getattr(exc, "cause", None)
-            raise (cause if isinstance(cause, FacekitError) else exc) from None
-        except Exception as exc:
-            if os.environ.get("FACEKIT_DEBUG"):
-                raise
-            raise EngineError(f"Ray: {_error_line(exc)}") from None
+        return _get(ray, self.ref)
 
 
 class RayFramePool:
