@@ -203,3 +203,43 @@ def test_enroll_then_identify_round_trip(album: Path, lfw: Path, tmp_path: Path)
         ).exit_code
         == 1
     )
+
+
+def test_video_sheets_and_enroll(shared: Path, lfw: Path, tmp_path: Path, monkeypatch):
+    """Faces sampled from a video: the contact sheet decodes each face's instant (tiles are
+    real crops, the legend gives the time) and `enroll` stores a crop cut from that frame."""
+    import numpy as np
+    from PIL import Image
+
+    from facekit.database import Database
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(shared / "videos" / "short_hamilton_clip.mp4", tmp_path / "clip.mp4")
+    gallery = tmp_path / "gallery" / "Carlos_Moya"
+    gallery.mkdir(parents=True)
+    for i in (1, 2):
+        shutil.copy(lfw / "Carlos_Moya" / f"Carlos_Moya_{i:04d}.jpg", gallery)
+    assert runner.invoke(app, ["build-index", "gallery", "-d", "db", "-q"]).exit_code == 0
+    res = runner.invoke(
+        app,
+        ["cluster", "clip.mp4", "--interval", "1", "-o", "c.json", "--sheets", "sh", "-q"],
+    )
+    assert res.exit_code == 0, res.output
+    doc = json.loads(Path("c.json").read_text())
+    big = doc["clusters"][0]
+    assert big["size"] >= 3 and all(m["time"] is not None for m in big["members"])
+    legend = (tmp_path / "sh" / f"{big['id']}.txt").read_text().splitlines()
+    assert len(legend) == big["size"]
+    for line, m in zip(legend, big["members"], strict=True):
+        k, tag, t = line.split("\t")
+        assert tag == f"clip.mp4#{m['face']}" and t == f"{m['time']:.2f}s"
+    sheet = np.asarray(Image.open(tmp_path / "sh" / f"{big['id']}.png").convert("L"))
+    first_tile = sheet[20 : 20 + 112, 0:112]  # below the 20 px header
+    assert first_tile.std() > 10  # a decoded face, not the blank tile of an unreadable frame
+    res = runner.invoke(
+        app, ["enroll", big["id"], "--name", "Hamilton", "-d", "db", "--clusters", "c.json"]
+    )
+    assert res.exit_code == 0 and f"enrolled {big['size']} faces" in res.output, res.output
+    enrolled = Database.open("db").faces.query("origin == 'enrolled'")
+    assert len(enrolled) == big["size"]
+    assert all(isinstance(c, bytes) and len(c) > 1000 for c in enrolled.crop)

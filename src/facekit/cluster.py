@@ -175,7 +175,8 @@ class Cluster:
             compare with the calibration threshold).
         person, name: set when the cluster was enrolled (``facekit enroll``) or carried over
             from a previous run.
-        suggestions: nearest known people (``--suggest``), filled by the CLI.
+        suggestions: nearest known people (``--suggest``), filled by
+            :func:`facekit.cluster_suggest.add_suggestions`.
     """
 
     id: str

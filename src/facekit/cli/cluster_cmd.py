@@ -195,120 +195,6 @@ def _refs(table: Any) -> list[Any]:
     ]
 
 
-def suggest(result: Any, embeddings: Any, db: Any, top_k: int = 3) -> None:
-    """Fill ``cluster.suggestions``: nearest known people by centroid, plus member votes."""
-    from ..cluster import centroid
-    from ..identify import Identifier
-
-    ident = Identifier(db, top_k=top_k)
-    for c in result.clusters:
-        sub = embeddings[c.members]
-        cen = ident.match(centroid(sub))[0]
-        votes: dict[str, int] = {}
-        for m in ident.match(sub):
-            if m.identity is not None:
-                votes[m.identity.person] = votes.get(m.identity.person, 0) + 1
-        out = []
-        for cand in cen.candidates:
-            out.append(
-                {
-                    "person": cand.person,
-                    "name": cand.name,
-                    "confidence": round(float(cand.confidence), 1),
-                    "votes": votes.pop(cand.person, 0),
-                }
-            )
-        for person, n in sorted(votes.items(), key=lambda kv: -kv[1]):
-            p = db.persons.get(person)
-            out.append(
-                {"person": person, "name": p.name if p else None, "confidence": None, "votes": n}
-            )
-        for s in out:
-            s["vote_share"] = round(s["votes"] / c.size, 3)
-        c.suggestions = out
-
-
-def write_sheets(result: Any, folder: Path, *, per_sheet: int = 64, thumb: int = 112) -> int:
-    """One contact-sheet PNG per cluster (grid of face thumbnails); returns sheets written."""
-    import numpy as np
-    from PIL import Image, ImageDraw
-
-    from ..align import box_crops
-    from ..imageio import load_image
-
-    folder.mkdir(parents=True, exist_ok=True)
-    cache: dict[str, Any] = {}
-    written = 0
-    for c in result.clusters:
-        refs = [result.refs[int(i)] for i in c.members[:per_sheet]]
-        tiles = []
-        for ref in refs:
-            if ref.time is not None:  # video frame: decode that instant
-                rgb = _video_frame(ref.source, ref.time)
-            else:
-                if ref.source not in cache:
-                    try:
-                        cache = {ref.source: load_image(ref.source).rgb}  # keep one image
-                    except Exception as exc:  # noqa: BLE001 - a missing photo leaves a blank tile
-                        log.warning("%s: no thumbnail (%s)", ref.source, exc)
-                        cache = {ref.source: None}
-                rgb = cache[ref.source]
-            if rgb is None:
-                tiles.append(np.zeros((thumb, thumb, 3), np.uint8))
-                continue
-            x, y, w, h = ref.box
-            tiles.append(box_crops(rgb, np.array([[x, y, x + w, y + h]]), size=thumb)[0])
-        cols = min(8, max(1, len(tiles)))
-        rows = (len(tiles) + cols - 1) // cols
-        head, label = 20, 14
-        cell = thumb + label
-        sheet = Image.new("RGB", (cols * thumb, rows * cell + head), "white")
-        draw = ImageDraw.Draw(sheet)
-        draw.text(
-            (4, 4),
-            f"{c.id}  {c.size} faces" + (f"  {c.name or c.person}" if c.person else ""),
-            fill="black",
-        )
-        legend = []
-        for k, (t, ref) in enumerate(zip(tiles, refs, strict=True)):
-            x0, y0 = (k % cols) * thumb, head + (k // cols) * cell
-            sheet.paste(Image.fromarray(t), (x0, y0))
-            tag = tile_label(ref)
-            legend.append(f"{k + 1}\t{tag}" + ("" if ref.time is None else f"\t{ref.time:.2f}s"))
-            draw.text((x0 + 2, y0 + thumb + 1), _fit(draw, tag, thumb - 4), fill="black")
-        sheet.save(folder / f"{c.id}.png")
-        # Full SOURCE#FACE per tile, ready for `facekit enroll --exclude`.
-        (folder / f"{c.id}.txt").write_text("\n".join(legend) + "\n", encoding="utf-8")
-        written += 1
-    return written
-
-
-def tile_label(ref: Any) -> str:
-    """``SOURCE#FACE``: the form ``enroll --exclude`` takes."""
-    return f"{ref.source}#{ref.face}"
-
-
-def _fit(draw: Any, text: str, width: int) -> str:
-    """``text`` shortened from the left (keeping the file name and face) to fit ``width`` px."""
-    if draw.textlength(text) <= width:
-        return text
-    name = os.path.basename(text)
-    while len(name) > 4 and draw.textlength("..." + name) > width:
-        name = name[1:]
-    return "..." + name
-
-
-def _video_frame(source: str, t: float) -> Any:
-    try:
-        from ..decode import iter_frames
-
-        for frame in iter_frames(source, start=t, end=t + 0.5, interval=1.0, sampling="exact"):
-            return frame.rgb
-    except Exception as exc:  # noqa: BLE001
-        log.warning("%s@%.1fs: no thumbnail (%s)", source, t, exc)
-    return None
-
-
 def cluster_cmd(
     paths: Annotated[
         list[str],
@@ -406,7 +292,9 @@ def cluster_cmd(
     """
     from ..calibration import Calibration
     from ..cluster import cluster_faces, read_cluster_file, write_cluster_file
+    from ..cluster_suggest import add_suggestions
     from ..render import Renderer
+    from ..sheets import write_sheets
 
     setup_logging(verbose, quiet)
     with handle_errors():
@@ -569,7 +457,7 @@ def cluster_cmd(
             x = result.vectors
             index = result.graph.index if result.graph is not None else None
         if database is not None and len(table.frame):
-            suggest(result, emb if emb is not None else table.embeddings(), database)
+            add_suggestions(result, emb if emb is not None else table.embeddings(), database)
         doc = result.to_record()
         if output is not None:
             table.write(faces_path(output))
@@ -672,6 +560,7 @@ def enroll_cmd(
         members_reembedded,
     )
     from ..facetable import FaceTable
+    from ..sheets import video_frame
 
     setup_logging(verbose, quiet)
     with handle_errors():
@@ -713,7 +602,7 @@ def enroll_cmd(
         to_enroll = []
         for m, lm in zip(members, landmarks, strict=True):
             t = m.get("time")
-            frame = None if t is None else _video_frame(m["source"], float(t))
+            frame = None if t is None else video_frame(m["source"], float(t))
             to_enroll.append(
                 crop_for_member(
                     m["source"],
