@@ -120,10 +120,19 @@ def test_several_videos_csv_ndjson_and_bad_file(setup, tmp_path: Path) -> None:
     )
     assert res.exit_code == 3, res.output  # the bad file; the others are still reported
     lines = [json.loads(line) for line in res.stdout.splitlines()]
-    assert [Path(rec["source"]).name for rec in lines] == ["a.mp4", "nobody.mp4"]
+    # one record per input, in order; the unreadable one says why and has no people
+    assert [Path(rec["source"]).name for rec in lines] == ["a.mp4", "broken.mp4", "nobody.mp4"]
+    assert lines[1]["people"] == [] and lines[1]["samples"] == 0
+    assert "broken.mp4: not a readable video" in lines[1]["error"]
+    assert lines[0]["error"] is None and lines[2]["error"] is None
     # nobody.mp4 is 6 s long: --interval 10 would give it one sample; it gets the minimum 8.
-    assert lines[1]["people"] == [] and lines[1]["samples"] == 8
+    assert lines[2]["people"] == [] and lines[2]["samples"] == 8
     assert "broken.mp4" in res.stderr and "done: 3 videos" in res.stderr
+    res = run(str(bad), str(setup["nobody"]), "-d", str(setup["db"]), "-f", "csv", "-q")
+    assert res.exit_code == 3
+    rows = list(csv.DictReader(io.StringIO(res.stdout)))
+    assert [Path(r["source"]).name for r in rows] == ["broken.mp4"]  # nobody.mp4: nobody seen
+    assert "not a readable video" in rows[0]["error"] and rows[0]["person"] == ""
     res = run(str(setup["video"]), str(setup["video"]), "-d", str(setup["db"]), "-f", "json", "-q")
     assert res.exit_code == 0 and isinstance(json.loads(res.stdout), list)
     res = run(str(setup["video"]), "-d", str(setup["db"]), "-f", "csv", "-q", "--frames", "4")

@@ -74,6 +74,7 @@ PEOPLE_COLUMNS = [
     "mean_confidence",
     "first_seen",
     "last_seen",
+    "error",
 ]
 DETECTION_COLUMNS = [
     "source",
@@ -979,6 +980,25 @@ def crop_jpeg(crop: np.ndarray, quality: int = 90) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.asarray(crop, np.uint8)).save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
+
+
+def error_record(source: str, error: str) -> dict[str, Any]:
+    """The JSON record of a video that could not be read: the contract's keys, no people."""
+    return {
+        "source": source,
+        "duration": None,
+        "samples": 0,
+        "sampling": None,
+        "frames_decoded": 0,
+        "sample_times": [],
+        "people": [],
+        "error": error,
+    }
+
+
+def error_row(source: str, error: str) -> dict[str, Any]:
+    """The CSV/table row of a video that could not be read."""
+    return {"source": source, "person": None, "frames": 0, "error": error}
 
 
 def crops_base64(report: VideoReport) -> dict[str, str]:

@@ -221,7 +221,8 @@ def video_cmd(
         facekit video --sprite scene_sprite.jpg --vtt scene_thumbs.vtt -d faces.db
 
     Exit codes: 0 a known person was found; 1 none was; 3 some files could not be read
-    (the others are still reported); 5 database error; 130 interrupted.
+    (the others are still reported; each unreadable file's record has "error");
+    5 database error; 130 interrupted.
     """
     setup_logging(verbose, quiet)
     # Ray actors for video: $FACEKIT_WORKERS as for local worker processes, else one per CPU
@@ -242,6 +243,8 @@ def video_cmd(
             analyse_video,
             crops_base64,
             draw_timeline,
+            error_record,
+            error_row,
             save_crops,
             write_detections,
         )
@@ -333,6 +336,7 @@ def video_cmd(
         renderer = Renderer(
             out_fmt,
             columns=PEOPLE_COLUMNS,
+            table_columns=[c for c in PEOPLE_COLUMNS if c != "error"],
             title="people",
             wrap=lambda recs: recs[0] if single and len(recs) == 1 else recs,
         )
@@ -344,6 +348,11 @@ def video_cmd(
             except InputError as exc:
                 errors += 1
                 file_error(str(exc))
+                # scripts get one record per input, in order: this one says why it has none
+                row = error_row(source, str(exc))
+                if out_fmt is Format.table:  # the reason is on stderr; the table stays narrow
+                    row |= {"segments": "(unreadable)", "error": None}
+                renderer.add(error_record(source, str(exc)), [row])
                 continue
             if report.warning and not quiet:
                 warn_line(report.warning)
@@ -354,7 +363,7 @@ def video_cmd(
             rows = report.rows()
             if not rows and out_fmt is Format.table:
                 rows = [{"source": source, "person": None, "segments": "(nobody)", "frames": 0}]
-            renderer.add(report.to_record(crops=b64), rows)
+            renderer.add(report.to_record(crops=b64) | {"error": None}, rows)
             stem = Path(source).stem
             try:
                 if crops is not None:
