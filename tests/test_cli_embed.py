@@ -134,7 +134,7 @@ def test_corrupt_file_exit_3_others_embedded(album, tmp_path):
     assert r.exit_code == 3, r.stderr
     naming = [ln for ln in _stderr_lines(r) if "corrupt.jpg" in ln]
     assert len(naming) == 1, r.stderr
-    assert "1 errors" in r.stderr
+    assert "1 error" in r.stderr and "1 errors" not in r.stderr
     table = FaceTable.read(out)
     assert len(table.frame) == 3 and table.files[str(bad)]["error"]
 

@@ -159,7 +159,7 @@ def test_import_of_own_export_says_it_pins_names(ws, tmp_path):
     (tmp_path / "named.csv").write_text("id,name\nobama,Barack Obama\n")
     r = run("people", "import", str(tmp_path / "named.csv"), "-d", db)
     assert r.returncode == 0
-    assert "names of 1 people are now kept over people.json" in r.stderr, r.stderr
+    assert "names of 1 person are now kept over people.json" in r.stderr, r.stderr
     r = run("people", "import", str(tmp_path / "named.csv"), "-d", db)
     assert r.returncode == 0 and r.stderr.startswith("unchanged:"), r.stderr
 

@@ -367,7 +367,7 @@ def test_summary_line_counts(base, tmp_path):
     shutil.rmtree(people / "rose_leslie")
     r = runner.invoke(app, ["build-index", str(people), "-d", str(db), "-j", "1"])
     assert r.exit_code == 0, r.output
-    assert "2 removed (2 faces, 1 people)" in r.output
+    assert "2 removed (2 faces, 1 person)" in r.output
     assert "enrolled faces: 2 kept" in r.output
     (people / "people.json").write_text(json.dumps({"obama": 5}))
     r = runner.invoke(app, ["build-index", str(people), "-d", str(db), "-j", "1"])

@@ -43,7 +43,7 @@ def test_embed_astronaut_json(astronaut, tmp_path):
     assert len(vec) == 128 and abs(sum(v * v for v in vec) - 1) < 1e-3
     x, y, w, h = face["box"]
     assert 150 < x + w / 2 < 300 and 50 < y + h / 2 < 200 and 60 < w < 160  # her face, upper middle
-    assert "1 faces" in proc.stderr
+    assert "1 face," in proc.stderr
     assert not list(tmp_path.iterdir()), "--format json must not also write faces.parquet"
 
 

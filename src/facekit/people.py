@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError, UsageError
+from .render import count
 
 log = logging.getLogger(__name__)
 
@@ -684,7 +685,7 @@ def import_people(
         if pinned and not changed:
             # names equal, but now kept over people.json: a real (edit-only) change
             msg += (
-                f"; the names of {len(pinned)} people are now kept over people.json / "
+                f"; the names of {count(len(pinned), 'person')} are now kept over people.json / "
                 "people.csv by build-index"
             )
         return PeopleChange("import", str(path), bool(changed), msg, people=changed)

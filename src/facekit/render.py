@@ -30,6 +30,16 @@ class Format(str, Enum):
     csv = "csv"
 
 
+_PLURALS = {"person": "people", "known person": "known people", "match": "matches"}
+
+
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """``"1 file"``, ``"2 files"``, ``"0 people"``: a number with its noun in the right form."""
+    if n == 1:
+        return f"{n} {noun}"
+    return f"{n} {plural or _PLURALS.get(noun) or noun + 's'}"
+
+
 def to_jsonable(obj: Any) -> Any:
     """Convert numpy scalars/arrays, tuples and NaN into plain JSON values (NaN -> null).
 

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import InputError, UsageError
+from ..render import count
 from .common import (
     DbOpt,
     DetectorOpt,
@@ -467,7 +468,7 @@ def cluster_cmd(
         if sheets is not None:
             n = write_sheets(result, sheets)
             if not quiet:
-                stderr().print(f"{n} contact sheets in {sheets}", highlight=False)
+                stderr().print(f"{count(n, 'contact sheet')} in {sheets}", highlight=False)
         show = fmt is not None or output is None
         if show:
             renderer = Renderer(
@@ -626,7 +627,7 @@ def enroll_cmd(
         if not quiet:
             already = f"; {len(result.skipped)} already in the database" if result.skipped else ""
             stderr().print(
-                f"enrolled {added} faces of {cluster_id} as {person_id}"
+                f"enrolled {count(added, 'face')} of {cluster_id} as {person_id}"
                 + (f" ({name})" if name else "")
                 + already,
                 highlight=False,

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import UsageError
-from ..render import Renderer
+from ..render import Renderer, count
 from .common import (
     DbOpt,
     DownloadBars,
@@ -258,9 +258,14 @@ def identify_cmd(
             bars.close()
         renderer.close()
         if not quiet:
-            xmp = f", XMP: {xmp_regions} regions in {xmp_files} files" if write_xmp else ""
+            xmp = (
+                f", XMP: {count(xmp_regions, 'region')} in {count(xmp_files, 'file')}"
+                if write_xmp
+                else ""
+            )
             stderr().print(
-                f"done: {len(files)} files, {found} known faces, {errors} errors{xmp}",
+                f"done: {count(len(files), 'file')}, {count(found, 'known face')}, "
+                f"{count(errors, 'error')}{xmp}",
                 highlight=False,
             )
         raise typer.Exit(3 if errors else (0 if found else 1))

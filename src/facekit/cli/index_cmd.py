@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..errors import UsageError
-from ..render import Renderer
+from ..render import Renderer, count
 from .common import (
     DbOpt,
     DetectorOpt,
@@ -250,8 +250,12 @@ def build_index_cmd(
             removed = f"{report.removed} removed"
             if report.removed or report.faces_removed:
                 removed += (
-                    f" ({report.faces_removed} faces"
-                    + (f", {len(report.people_removed)} people" if report.people_removed else "")
+                    f" ({count(report.faces_removed, 'face')}"
+                    + (
+                        f", {count(len(report.people_removed), 'person')}"
+                        if report.people_removed
+                        else ""
+                    )
                     + ")"
                 )
             enrolled = ""
@@ -264,12 +268,12 @@ def build_index_cmd(
                 if report.enrolled_lost:
                     enrolled += f", {len(report.enrolled_lost)} could not be kept"
             stderr().print(
-                f"done: {report.persons} people, {report.faces} faces in {db_path} "
+                f"done: {count(report.persons, 'person')}, {count(report.faces, 'face')} in {db_path} "
                 f"(photos: {report.added} added, {report.updated} updated, {removed}, "
                 f"{report.unchanged} unchanged, "
                 + (f"{report.kept_unreadable} kept unreadable, " if report.kept_unreadable else "")
                 + f"{len(report.no_face)} without a face, "
-                f"{len(report.skipped)} skipped, {len(report.errors)} errors{enrolled})",
+                f"{len(report.skipped)} skipped, {count(len(report.errors), 'error')}{enrolled})",
                 highlight=False,
                 markup=False,
             )

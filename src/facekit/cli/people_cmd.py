@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ..render import Format, Renderer
+from ..render import Format, Renderer, count
 from .common import (
     DbOpt,
     FormatOpt,
@@ -316,7 +316,9 @@ def export_cmd(
             write(buf)
             write_atomic(output, lambda tmp: Path(tmp).write_text(buf.getvalue(), "utf-8"))
             if not quiet:
-                stderr().print(f"{len(records)} people written to {output}", highlight=False)
+                stderr().print(
+                    f"{count(len(records), 'person')} written to {output}", highlight=False
+                )
 
 
 @people_app.command("import")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..errors import UsageError
-from ..render import Format, Renderer
+from ..render import Format, Renderer, count
 from .common import (
     check_output_dir,
     check_output_file,
@@ -90,10 +90,10 @@ class Summary:
 
     def line(self) -> str:
         parts = [
-            f"{self.files} files",
-            f"{self.faces} faces",
+            count(self.files, "file"),
+            count(self.faces, "face"),
             f"{self.no_face} without a face",
-            f"{self.errors} errors",
+            count(self.errors, "error"),
         ]
         if self.skipped:
             parts.append(f"{self.skipped} unchanged (skipped)")

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ..render import count
 from .common import (
     FormatOpt,
     QuietOpt,
@@ -83,8 +84,8 @@ def score_cmd(
             )
         if not quiet:
             err.print(
-                f"done: {table.records} results ({table.photos} photos, {table.videos} videos), "
-                f"{len(table.people)} people"
+                f"done: {count(table.records, 'result')} ({count(table.photos, 'photo')}, "
+                f"{count(table.videos, 'video')}), {count(len(table.people), 'person')}"
                 + (f", {table.ignored} with errors" if table.ignored else "")
                 + (f", {len(bad)} bad inputs skipped" if bad else ""),
                 highlight=False,

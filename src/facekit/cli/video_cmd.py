@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import InputError, UsageError
-from ..render import Format, Renderer
+from ..render import Format, Renderer, count
 from .common import (
     DbOpt,
     DownloadBars,
@@ -390,8 +390,9 @@ def video_cmd(
                 raise InputError(f"{detections}: cannot write ({_os_reason(exc)})") from None
         if not quiet:
             stderr().print(
-                f"done: {len(jobs)} videos, {samples} frames sampled, {known} known people "
-                f"({people} incl. unknown tracks), {errors} errors",
+                f"done: {count(len(jobs), 'video')}, {count(samples, 'frame')} sampled, "
+                f"{count(known, 'known person')} ({people} incl. unknown tracks), "
+                f"{count(errors, 'error')}",
                 highlight=False,
             )
         raise typer.Exit(3 if errors else (0 if known else 1))

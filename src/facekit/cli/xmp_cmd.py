@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ..render import Renderer
+from ..render import Renderer, count
 from .common import (
     DbOpt,
     DetectorOpt,
@@ -124,16 +124,18 @@ def import_xmp_cmd(
                     f"{said} {m.db_name} ({m.db_person})"
                 )
             stderr().print(
-                f"done: {report.enrolled} faces enrolled for {len(report.people)} people "
+                f"done: {count(report.enrolled, 'face')} enrolled for "
+                f"{count(len(report.people), 'person')} "
                 f"({len(report.new_people)} new) in {db_path} (photos: {report.photos}, "
-                f"{report.tagged} tagged; {report.regions} named regions, "
+                f"{report.tagged} tagged; {count(report.regions, 'named region')}, "
                 + (
                     f"{report.facekit_regions} written by facekit (not enrolled), "
                     if report.facekit_regions
                     else ""
                 )
                 + f"{len(report.unmatched)} unmatched, {len(report.skipped)} already stored, "
-                f"{len(report.mismatches)} name mismatches, {len(report.errors)} errors)",
+                f"{count(len(report.mismatches), 'name mismatch', 'name mismatches')}, "
+                f"{count(len(report.errors), 'error')})",
                 highlight=False,
                 markup=False,
             )
