@@ -385,3 +385,28 @@ def test_video_ranges_cover_the_plan_and_balance_the_actors():
     assert max(sizes[-8:]) <= max(sizes) // 2 + 1 and min(sizes[:-8]) > max(sizes[-8:])
     assert len(video_ranges(72, 2, "keyframe")) == 4
     assert all(b - a > SEGMENT_SAMPLES // 2 for a, b in video_ranges(600, 1, "exact"))
+
+
+def test_error_line_of_a_remote_error_is_its_cause_without_terminal_codes() -> None:
+    """A programming error raised in an actor reaches the user as one plain line naming the
+    remote exception, not Ray's coloured ``ray::Actor.method() (pid=...)`` header."""
+    import ray.exceptions
+
+    from facekit.ray_engine import _error_line
+
+    header = "\x1b[36mray::EmbedActor.run()\x1b[39m (pid=4242, ip=127.0.0.1, actor_id=abc)"
+    tb = f'{header}\n  File "/x/facekit/embed.py", line 10, in run\n    1 / 0\nZeroDivisionError: division by zero'
+    try:
+        1 / 0  # noqa: B018
+    except ZeroDivisionError as cause:
+        err = ray.exceptions.RayTaskError("EmbedActor.run", tb, cause, pid=4242, ip="127.0.0.1")
+    line = _error_line(err)
+    assert line == "ZeroDivisionError: division by zero"
+    # Without the remote exception object, the first line, with the colour codes removed.
+    plain = _error_line(RuntimeError(tb))
+    assert "\x1b" not in plain and plain.startswith("ray::EmbedActor.run() (pid=4242")
+    missing = RuntimeError(f"{header}\nModuleNotFoundError: No module named 'facekit'")
+    assert _error_line(missing) == (
+        "No module named 'facekit' on the cluster's workers "
+        "(install the same facekit-cli on every node)"
+    )

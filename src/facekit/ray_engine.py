@@ -41,6 +41,7 @@ import contextlib
 import logging
 import math
 import os
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -118,12 +119,21 @@ def _route_driver_messages(ray: Any) -> None:
     worker_mod.print_to_stdstream = to_log
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
 def _error_line(exc: BaseException) -> str:
-    """The informative line of a Ray error (they carry whole remote tracebacks)."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    """The informative line of a Ray error (they carry whole remote tracebacks, coloured):
+    the remote exception's type and first line when Ray kept it, never terminal codes."""
+    text = _ANSI.sub("", str(exc))
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     for ln in lines:
         if "No module named" in ln:
             return f"{ln.split('Error: ')[-1]} on the cluster's workers (install the same facekit-cli on every node)"
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException) and cause is not exc:
+        first = next((ln.strip() for ln in _ANSI.sub("", str(cause)).splitlines() if ln.strip()), "")
+        return (f"{type(cause).__name__}: {first}" if first else type(cause).__name__)[:300]
     return (lines[0] if lines else type(exc).__name__)[:300]
 
 
