@@ -321,6 +321,64 @@ def test_video_on_ray_cluster_matches_local(ray_cluster, shared, fr_examples, tm
     assert out["ray"][0]["samples"] >= 6 and out["ray"][0]["people"]  # at least one track found
 
 
+def _without_duration(clip: Path, dest: Path) -> Path:
+    """``clip`` remuxed to Matroska through a stream that cannot seek: no duration is
+    written (as with a recording cut short or a live capture)."""
+    import io
+
+    import av
+
+    class Sink(io.RawIOBase):
+        def __init__(self) -> None:
+            self.data = bytearray()
+
+        def writable(self) -> bool:
+            return True
+
+        def seekable(self) -> bool:
+            return False
+
+        def write(self, b) -> int:  # type: ignore[override]
+            self.data += bytes(b)
+            return len(b)
+
+    sink = Sink()
+    with av.open(str(clip)) as src, av.open(sink, "w", format="matroska") as out:
+        stream = out.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+    dest.write_bytes(bytes(sink.data))
+    return dest
+
+
+def test_video_without_duration_on_ray_matches_local(ray_cluster, shared, fr_examples, tmp_path):
+    """A file without a duration cannot be split into ranges: it is decoded here and its
+    frames go to the actors (``RayFramePool``); the report equals a local run's."""
+    clip = shared / "videos" / "short_hamilton_clip.mp4"
+    if not clip.exists():
+        pytest.skip(f"{clip} not found")
+    from facekit.decode import plan_samples, probe
+
+    video = _without_duration(clip, tmp_path / "nodur.mkv")
+    assert plan_samples(probe(video), str(video), interval=1.0).unbounded  # no plan to split
+    train = fr_examples / "knn_examples" / "train"
+    assert facekit("build-index", str(train), "-d", "db", "-q", cwd=tmp_path).returncode == 0
+    out = {}
+    for name, extra in (("local", []), ("ray", ["--engine", "ray", "--ray-address", ray_cluster])):
+        r = facekit(
+            "video", str(video), "-d", "db", "--interval", "1", "-f", "json", *extra, cwd=tmp_path
+        )
+        assert r.returncode in (0, 1), r.stderr
+        assert "Traceback" not in r.stderr
+        rec = json.loads(r.stdout)
+        rec.pop("timings", None)
+        out[name] = rec
+    assert out["local"] == out["ray"]
+    assert out["ray"]["samples"] >= 6 and out["ray"]["people"]
+
+
 def test_video_with_the_tracker_on_ray_matches_local(ray_cluster, lfw, tmp_path):
     """A slideshow of still photos, where the tracker follows faces instead of embedding
     them: the actors embed every face, the driver uses only the embeddings a local run
