@@ -132,7 +132,9 @@ def _error_line(exc: BaseException) -> str:
             return f"{ln.split('Error: ')[-1]} on the cluster's workers (install the same facekit-cli on every node)"
     cause = getattr(exc, "cause", None)
     if isinstance(cause, BaseException) and cause is not exc:
-        first = next((ln.strip() for ln in _ANSI.sub("", str(cause)).splitlines() if ln.strip()), "")
+        first = next(
+            (ln.strip() for ln in _ANSI.sub("", str(cause)).splitlines() if ln.strip()), ""
+        )
         return (f"{type(cause).__name__}: {first}" if first else type(cause).__name__)[:300]
     return (lines[0] if lines else type(exc).__name__)[:300]
 
