@@ -190,6 +190,35 @@ def test_small_gallery_model_counts_people_and_mixes_the_default_tail(monkeypatc
     assert mixed.expected_strangers == pytest.approx(0.01, rel=1e-3)
 
 
+def test_one_photo_galleries_on_the_default_tail_use_their_own_margin(monkeypatch):
+    """Galleries of one photo per person whose independence model uses the default tail
+    (fewer than MIN_TAIL_SCORES scores) take IID_MARGINS_ONE_PHOTO; with more photos, or once
+    the gallery's own tail is fitted (30 people: 870 scores), the common IID_MARGINS."""
+    import facekit._calibration_defaults as D
+
+    monkeypatch.setitem(D.IID_MARGINS, "m", 1.4)
+    monkeypatch.setitem(D.IID_MARGINS_ONE_PHOTO, "m", 0.7)
+    p1, v1, _ = _synthetic_gallery(10, 1, 12)
+    one = calibrate(p1, {"m": v1}, {"m": 1.0})
+    assert one.stats["model"] == "iid" and one.model().margin == pytest.approx(0.7)
+    assert one.expected_strangers == pytest.approx(0.01, rel=1e-3)
+    monkeypatch.delitem(D.IID_MARGINS_ONE_PHOTO, "m")
+    common = calibrate(p1, {"m": v1}, {"m": 1.0})
+    assert common.model().margin == pytest.approx(1.4)
+    # a smaller margin predicts fewer strangers at a threshold: the threshold is lower
+    assert one.threshold < common.threshold - 1e-3
+    monkeypatch.setitem(D.IID_MARGINS_ONE_PHOTO, "m", 0.7)
+    p3, v3, _ = _synthetic_gallery(10, 3, 13)
+    assert calibrate(p3, {"m": v3}, {"m": 1.0}).model().margin == pytest.approx(1.4)
+    p30, v30, _ = _synthetic_gallery(30, 1, 14)
+    own_tail = calibrate(p30, {"m": v30}, {"m": 1.0})
+    assert own_tail.stats["stranger_scores"] == 30 * 29
+    assert own_tail.model().margin == pytest.approx(1.4)
+    # the stored model keeps the margin: another rate re-derived from the database agrees
+    back = Calibration.from_dict(json.loads(json.dumps(one.to_dict())))
+    assert back.for_rate(0.05).threshold == pytest.approx(one.for_rate(0.05).threshold, abs=1e-6)
+
+
 def test_galleries_between_the_regimes_blend_the_two_models():
     """30 < N < 100 people: the independence model's rate interpolated geometrically toward
     the maxima model's, weight log(N / 30) / log(100 / 30); none at 30 people or at 100."""

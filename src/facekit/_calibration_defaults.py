@@ -519,6 +519,16 @@ MARGINS: dict[str, float] = {"dlib": 1.2, "mobilefacenet": 1.1, "dlib+mobileface
 #: (mobilefacenet alone not re-measured).
 IID_MARGINS: dict[str, float] = {"dlib": 1.4, "mobilefacenet": 1.8, "dlib+mobilefacenet": 1.7}
 
+#: The independence model's margin for galleries of one photo per person while it uses the
+#: default tail (fewer than ``calibration.MIN_TAIL_SCORES`` scores: up to about 25 people).
+#: With the common margin dlib's one-photo galleries of 10 tune people named 0.60-0.65x the
+#: target at 1% (3 and 5 photos: 0.79-0.99x), while one-photo galleries of 30 people (their
+#: own tail) were not low (0.99-1.25x). Fitted like IID_MARGINS on one photo x 10 tune people,
+#: 1% and 5%, 20 stranger splits (seeds 10-29): achieved / predicted at margin 1 was 0.91 for
+#: dlib (margin 1.04), 1.32 for the ensemble (1.51) (``calibrate_defaults.py --margin --forms
+#: iid``, December 2026; mobilefacenet alone not re-measured, it keeps IID_MARGINS).
+IID_MARGINS_ONE_PHOTO: dict[str, float] = {"dlib": 1.0, "dlib+mobilefacenet": 1.5}
+
 #: Weight, in standardised scores, of the default stranger tail mixed into the independence
 #: model's own tail (``calibration.TAIL_PRIOR_SCORES``): chosen on galleries of 10 and 30 tune
 #: people, 20 stranger splits, so that the independence model's achieved / predicted is the

@@ -714,6 +714,10 @@ def calibrate(
         if len(sel) > 256:
             sel = np.sort(rng.choice(len(sel), 256, replace=False))
         margin = float(_defaults.IID_MARGINS.get(key, 1.0))
+        if photos < 2 and w_tail == 0.0:
+            # one photo per person, default tail: its own margin (tune: 1 x 10 people named
+            # 0.6-0.7x the target with the common margin, 3 and 5 photos about 0.85x)
+            margin = float(_defaults.IID_MARGINS_ONE_PHOTO.get(key, margin))
         sm = StrangerModel(
             n_persons, tail, "iid", n_ref, locs_a[sel], scales_a[sel], margin, prior_tail, w_tail
         )
