@@ -27,6 +27,17 @@ def album(lfw: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "album"
 
 
+def known_db(lfw: Path, tmp_path: Path) -> Path:
+    """``tmp_path/db``: a database of one person (Carlos_Moya, 2 photos), built in the
+    current folder (``tmp_path``) with default settings."""
+    gallery = tmp_path / "gallery" / "Carlos_Moya"
+    gallery.mkdir(parents=True)
+    for i in (1, 2):
+        shutil.copy(lfw / "Carlos_Moya" / f"Carlos_Moya_{i:04d}.jpg", gallery)
+    assert runner.invoke(app, ["build-index", "gallery", "-d", "db", "-q"]).exit_code == 0
+    return tmp_path / "db"
+
+
 def person_of(member: dict) -> str:
     return Path(member["source"]).parent.name
 
@@ -100,11 +111,7 @@ def test_enroll_then_identify_round_trip(album: Path, lfw: Path, tmp_path: Path)
         "facekit.database", reason="needs facekit.database (build-index / Database)"
     )
     pytest.importorskip("facekit.identify", reason="needs facekit.identify")
-    gallery = tmp_path / "gallery" / "Carlos_Moya"
-    gallery.mkdir(parents=True)
-    for i in (1, 2):
-        shutil.copy(lfw / "Carlos_Moya" / f"Carlos_Moya_{i:04d}.jpg", gallery)
-    assert runner.invoke(app, ["build-index", "gallery", "-d", "db", "-q"]).exit_code == 0
+    known_db(lfw, tmp_path)
     res = runner.invoke(
         app, ["cluster", "album", "-o", "c.json", "-d", "db", "--suggest", "-f", "json", "-q"]
     )
@@ -215,11 +222,7 @@ def test_video_sheets_and_enroll(shared: Path, lfw: Path, tmp_path: Path, monkey
 
     monkeypatch.chdir(tmp_path)
     shutil.copy(shared / "videos" / "short_hamilton_clip.mp4", tmp_path / "clip.mp4")
-    gallery = tmp_path / "gallery" / "Carlos_Moya"
-    gallery.mkdir(parents=True)
-    for i in (1, 2):
-        shutil.copy(lfw / "Carlos_Moya" / f"Carlos_Moya_{i:04d}.jpg", gallery)
-    assert runner.invoke(app, ["build-index", "gallery", "-d", "db", "-q"]).exit_code == 0
+    known_db(lfw, tmp_path)
     res = runner.invoke(
         app,
         ["cluster", "clip.mp4", "--interval", "1", "-o", "c.json", "--sheets", "sh", "-q"],
