@@ -388,6 +388,14 @@ def test_db_info_and_verify_commands(tmp_path):
     _commit(db_path, n=40)
     r = CliRunner().invoke(app, ["db", "info", "-d", str(db_path), "-f", "json"])
     assert r.exit_code == 0 and json.loads(r.stdout)["faces"] == 40
+    info = json.loads(r.stdout)
+    cal = Database.open(db_path).calibration
+    # the promise is shown: stated rate, expected strangers and enrolled named
+    assert info["max_strangers"] == pytest.approx(cal.max_strangers, abs=1e-4)
+    assert info["expected_strangers"] == pytest.approx(cal.expected_strangers, abs=1e-4)
+    assert info["expected_named"] == (
+        None if cal.expected_named is None else pytest.approx(cal.expected_named, abs=1e-4)
+    )
     r = CliRunner().invoke(app, ["db", "verify", "-d", str(db_path)])
     assert r.exit_code == 0, r.output
     _rewrite(db_path, "faces.parquet", os.urandom(3000))

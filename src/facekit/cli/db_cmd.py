@@ -27,6 +27,10 @@ db_app = typer.Typer(
 )
 
 
+def _share(x: float | None) -> float | None:
+    return None if x is None else round(float(x), 4)
+
+
 def info_record(db: Any) -> dict[str, Any]:
     """The ``db info`` record of an open database (other helpers may add keys)."""
     i = db.info()
@@ -43,6 +47,12 @@ def info_record(db: Any) -> dict[str, Any]:
         "bytes": i.bytes,
         "threshold": round(i.threshold, 3),
         "calibration": i.calibration_source,
+        # the promise (issue 11): the stated share of strangers that may be named, what the
+        # calibration expects at this gallery's size, and the share of enrolled people's
+        # photos still named (leave-one-out; null when not measurable)
+        "max_strangers": _share(i.max_strangers),
+        "expected_strangers": _share(i.expected_strangers),
+        "expected_named": _share(i.expected_named),
         "detector": db.manifest["pipeline"].get("detector"),
         "updated": i.updated,
         "recovered": i.recovered,
@@ -57,6 +67,10 @@ def info_cmd(
     verbose: VerboseOpt = 0,
 ) -> None:
     """Summarise a database: people, faces, models, storage, encryption, calibration.
+
+    The calibration's promise: max_strangers (the stated share of strangers that may be
+    named), expected_strangers (at this gallery's size) and expected_named (share of enrolled
+    people's photos still named, leave-one-out; empty when not measurable).
 
     Reads only CURRENT and the manifest (instant at any size); no table is read.
 
