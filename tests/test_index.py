@@ -71,7 +71,7 @@ def test_strangers_are_unknown(built, lfw):
     photos = [sorted((lfw / n).glob("*.jpg"))[0] for n in sorted(p.name for p in lfw.iterdir())[:6]]
     named = [
         m.identity
-        # a strict stated rate (0.1%): at the default (4% for dlib) one of six could be named
+        # a strict stated rate (0.1%): at the default (2% for dlib) one of six could be named
         for pm in identify_paths(db, [str(p) for p in photos], workers=1, max_strangers=0.001)
         for m in pm.matches
         if m.identity is not None

@@ -120,7 +120,7 @@ def build_index_cmd(
             min=0.0001,
             max=0.5,
             metavar="RATE",
-            help="Share of photos of people not in the database that may be named (stored; default 0.01, 0.04 for dlib alone, or the database's current rate). The threshold is set for this rate at the gallery's size.",
+            help="Share of photos of people not in the database that may be named (stored; default 0.01, 0.02 for dlib alone, or the database's current rate). The threshold is set for this rate at the gallery's size.",
         ),
     ] = None,
     max_yaw: MaxYawOpt = None,
