@@ -110,3 +110,28 @@ def test_help_has_examples():
     for cmd in ("build-index", "identify", "embed"):
         r = run(cmd, "--help")
         assert r.returncode == 0 and "Example" in r.stdout
+
+
+def test_a_person_is_named_once_per_photo(db, fr_examples, tmp_path):
+    """Two photos of Obama side by side: both faces match him, but one person cannot be two
+    faces of one photo, so the stronger match keeps the name and the other is unknown with
+    Obama still its nearest candidate."""
+    from PIL import Image
+
+    a = Image.open(fr_examples / "obama.jpg").convert("RGB")
+    b = Image.open(fr_examples / "obama2.jpg").convert("RGB").resize(a.size)
+    both = Image.new("RGB", (a.width * 2, a.height))
+    both.paste(a, (0, 0))
+    both.paste(b, (a.width, 0))
+    photo = tmp_path / "twice.jpg"
+    both.save(photo, quality=95)
+    r = run("identify", str(photo), "-d", str(db), "--format", "json")
+    assert r.returncode == 0, r.stderr
+    [rec] = json.loads(r.stdout)
+    faces = rec["faces"]
+    assert len(faces) == 2
+    assert all(f["candidates"][0]["person"] == "obama" for f in faces)
+    named = [f for f in faces if f["identity"]]
+    assert [f["identity"]["person"] for f in named] == ["obama"]
+    loser = next(f for f in faces if not f["identity"])
+    assert loser["candidates"][0]["evidence"] <= named[0]["identity"]["evidence"]

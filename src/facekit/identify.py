@@ -24,7 +24,7 @@ import numpy as np
 from .errors import UsageError
 from .types import Embeddings, ImageResult
 
-__all__ = ["Candidate", "FaceMatch", "PhotoMatches", "Identifier"]
+__all__ = ["Candidate", "FaceMatch", "PhotoMatches", "Identifier", "one_per_person"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,31 @@ class FaceMatch:
     identity: Candidate | None
     candidates: tuple[Candidate, ...]
     skipped: str | None = None
+
+
+def one_per_person(matches: Sequence[FaceMatch]) -> list[FaceMatch]:
+    """The faces of one photo or video frame with each person named at most once.
+
+    One person cannot be two faces of the same picture, so when several faces are named as
+    the same person at least one of them is a wrong name: the face with the strongest evidence
+    keeps it and the others become unknown (their candidates still list that person, so the
+    nearest match stays visible). Mirrors, posters and collages can show someone twice; they
+    lose a name rather than a stranger gaining one.
+    """
+    best: dict[str, int] = {}
+    for i, m in enumerate(matches):
+        if m.identity is None:
+            continue
+        j = best.get(m.identity.person)
+        top = matches[j].identity if j is not None else None
+        if top is None or m.identity.evidence > top.evidence:
+            best[m.identity.person] = i
+    return [
+        m
+        if m.identity is None or best[m.identity.person] == i
+        else FaceMatch(None, m.candidates, m.skipped)
+        for i, m in enumerate(matches)
+    ]
 
 
 @dataclass
@@ -259,17 +284,19 @@ class Identifier:
 
         ok = yaw_within(result.faces, self.max_yaw)
         if ok.all():
-            return PhotoMatches(result, self.match(result.embeddings))
+            return PhotoMatches(result, one_per_person(self.match(result.embeddings)))
         matched = iter(self.match(result.embeddings[np.flatnonzero(ok)]) if ok.any() else [])
         yaw = result.faces.data["pose"][:, 0]
         return PhotoMatches(
             result,
-            [
-                next(matched)
-                if keep
-                else FaceMatch(None, (), f"yaw {yaw[i]:.0f} beyond --max-yaw {self.max_yaw:g}")
-                for i, keep in enumerate(ok)
-            ],
+            one_per_person(
+                [
+                    next(matched)
+                    if keep
+                    else FaceMatch(None, (), f"yaw {yaw[i]:.0f} beyond --max-yaw {self.max_yaw:g}")
+                    for i, keep in enumerate(ok)
+                ]
+            ),
         )
 
 

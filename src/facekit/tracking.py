@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from .identify import one_per_person
 from .types import Embeddings, Faces
 
 __all__ = [
@@ -281,7 +282,7 @@ class SampleResolver:
                 s.item,
                 s.faces,
                 emb,
-                [f.match for f in s.tracked],
+                one_per_person([f.match for f in s.tracked]),
                 [f.follows is not None for f in s.tracked],
             )
         )

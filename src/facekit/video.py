@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from .decode import DecodeStats, Frame, iter_frames, iter_sprite
+from .identify import one_per_person
 
 log = logging.getLogger(__name__)
 
@@ -615,7 +616,7 @@ def analyse_frames(
         if resolver is not None:
             resolver.add(frame, faces, extra)
             return
-        matches = identifier.match(extra) if len(faces) else []
+        matches = one_per_person(identifier.match(extra)) if len(faces) else []
         emit(Resolved(frame, faces, extra, matches, [False] * len(matches)))
 
     def work(rgb: np.ndarray) -> tuple[Any, Any]:
