@@ -80,3 +80,24 @@ def astronaut() -> Path:
     if not path.is_file():
         pytest.skip(f"{path} not found in the scikit-image install")
     return path
+
+
+def pairwise_scores(truth, pred) -> tuple[float, float, float]:
+    """Pairwise precision, recall and F1 of clustering labels ``pred`` against ``truth``
+    (``(n,)`` integer arrays; ``-1`` = noise, each such face its own group). ``O(n^2)``: test
+    sizes only."""
+    import numpy as np
+
+    def expand(lab):
+        lab = np.array(lab, copy=True)
+        lab[lab < 0] = lab.max(initial=0) + 1 + np.arange(int((lab < 0).sum()))
+        return lab
+
+    a, b = expand(truth), expand(pred)
+    iu = np.triu_indices(len(a), 1)
+    same_a = (a[:, None] == a[None, :])[iu]
+    same_b = (b[:, None] == b[None, :])[iu]
+    tp = float(np.sum(same_a & same_b))
+    p = tp / max(float(same_b.sum()), 1.0)
+    r = tp / max(float(same_a.sum()), 1.0)
+    return p, r, 2 * p * r / (p + r) if p + r else 0.0

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import pairwise_scores
 from facekit.calibration import Calibration
 from facekit.cluster import cluster_faces, normalisation
 from facekit.cluster_norm import CohortNorm, cohort_norm, cohort_vectors
@@ -110,15 +111,8 @@ CACHED = Path(os.environ.get("FACEKIT_LFW_DEV_TABLE", "/work/cache/lfw-dev.dlib.
 
 
 def _pairwise(truth: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
-    pred = pred.copy()
-    pred[pred < 0] = pred.max(initial=0) + 1 + np.arange(int((pred < 0).sum()))
-    st = truth[:, None] == truth[None, :]
-    sp = pred[:, None] == pred[None, :]
-    iu = np.triu_indices(len(truth), 1)
-    tp = float(np.sum(st[iu] & sp[iu]))
-    p = tp / max(float(sp[iu].sum()), 1.0)
-    r = tp / max(float(st[iu].sum()), 1.0)
-    return p, 2 * p * r / (p + r) if p + r else 0.0
+    p, _, f1 = pairwise_scores(truth, pred)
+    return p, f1
 
 
 def test_normalisation_helps_dlib_on_lfw_dev_people_outside_the_cohort():

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from conftest import pairwise_scores
 from facekit.calibration import Calibration
 from facekit.cli import app
 from facekit.cluster import FaceRef, cluster_faces, read_cluster_file
@@ -25,19 +26,7 @@ CAL = Calibration.default(["dlib"])
 
 
 def pairwise_f1(a: np.ndarray, b: np.ndarray) -> float:
-    def expand(lab: np.ndarray) -> np.ndarray:
-        lab = lab.copy()
-        lab[lab < 0] = lab.max(initial=0) + 1 + np.arange(int((lab < 0).sum()))
-        return lab
-
-    a, b = expand(a), expand(b)
-    same_a = a[:, None] == a[None, :]
-    same_b = b[:, None] == b[None, :]
-    iu = np.triu_indices(len(a), 1)
-    tp = float(np.sum(same_a[iu] & same_b[iu]))
-    p = tp / max(float(same_b[iu].sum()), 1.0)
-    r = tp / max(float(same_a[iu].sum()), 1.0)
-    return 2 * p * r / (p + r) if p + r else 0.0
+    return pairwise_scores(a, b)[2]
 
 
 def people(counts: list[int], *, seed: int = 0, spread: float = 0.02) -> Embeddings:
